@@ -1,0 +1,1 @@
+"""muselq_sb.inference."""
