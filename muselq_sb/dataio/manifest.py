@@ -181,11 +181,13 @@ def write_task(
     classes: Sequence[str] | None = None,
     metrics: Sequence[str] = (),
     extra: Mapping[str, object] | None = None,
+    columns: Sequence[str] = (),
 ) -> Path:
     """Writes a whole task folder: one CSV per split and ``task.json``.
 
     ``task.json`` is written last, so its presence means the folder is
-    complete.
+    complete. The CSVs hold the base columns, the target column(s), then
+    ``columns`` (e.g. ``group``).
 
     Example
     -------
@@ -197,6 +199,11 @@ def write_task(
     ...                classes=["x"], metrics=["accuracy"])
     >>> read_task(p)["classes"]
     ['x']
+    >>> rows[0]["group"] = "song1"
+    >>> p = write_task(d, "toy", "multiclass", "label", {"train": rows},
+    ...                classes=["x"], columns=["group"])
+    >>> read_manifest(p / "train.csv")[0]["group"]
+    'song1'
     """
     if task_type not in TASK_TYPES:
         raise ManifestError(
@@ -209,7 +216,7 @@ def write_task(
     if task_json.exists():
         task_json.unlink()
     for split, rows in splits.items():
-        write_manifest(folder / f"{split}.csv", rows, targets)
+        write_manifest(folder / f"{split}.csv", rows, [*targets, *columns])
     info = {
         "name": name,
         "type": task_type,

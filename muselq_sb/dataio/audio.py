@@ -1,0 +1,348 @@
+"""Audio loading for music: decode, down-mix, resample, crop and segment.
+
+Everything is decoded with ``soundfile`` (wav, flac, ogg, mp3, au), reading
+only the frames that are needed, so one 30 s segment of a long track costs a
+30 s decode. ``audio_pipeline`` wraps the loader as a SpeechBrain dynamic item
+that never raises on a bad file: it logs the path once and yields an empty
+signal, which ``muselq_sb.dataio.batching.SkipEmptyCollate`` drops.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from speechbrain.utils.data_pipeline import provides, takes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE_RATE = 24000
+_WARNED_PATHS: set[str] = set()
+
+
+class AudioError(RuntimeError):
+    """An audio file cannot be used; the message names the path and why.
+
+    Example
+    -------
+    >>> str(AudioError("/d/a.mp3", "no samples"))
+    '/d/a.mp3: no samples'
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_freq: int, new_freq: int) -> torchaudio.transforms.Resample:
+    """One resampler (with its precomputed kernel) per pair of rates."""
+    return torchaudio.transforms.Resample(orig_freq, new_freq)
+
+
+def resample(wav: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
+    """Resamples ``wav`` [..., N], reusing the kernel of each pair of rates.
+
+    Arguments
+    ---------
+    wav : torch.Tensor
+        Float signal, time last.
+    orig_freq : int
+        Its sample rate.
+    new_freq : int
+        The wanted sample rate.
+
+    Returns
+    -------
+    torch.Tensor
+        The resampled signal (``wav`` itself when the rates are equal).
+
+    Example
+    -------
+    >>> resample(torch.zeros(44100), 44100, 24000).shape
+    torch.Size([24000])
+    """
+    if orig_freq == new_freq:
+        return wav
+    with torch.no_grad():
+        return _resampler(int(orig_freq), int(new_freq))(wav)
+
+
+def _frame_range(
+    path: str, total: int, sample_rate: int,
+    start: float | None, stop: float | None,
+) -> tuple[int, int]:
+    first = 0 if start is None else int(round(start * sample_rate))
+    last = total if stop is None else min(total, int(round(stop * sample_rate)))
+    if first < 0 or (stop is not None and stop < (start or 0.0)):
+        raise AudioError(path, f"bad range start={start} stop={stop}")
+    return first, last
+
+
+def load_audio(
+    path: str | os.PathLike,
+    start: float | None = None,
+    stop: float | None = None,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+) -> torch.Tensor:
+    """Decodes ``[start, stop)`` seconds of a file as mono float32 at a rate.
+
+    Only the needed frames are read (seek + read). Channels are averaged and
+    the result is resampled to ``sample_rate``.
+
+    Arguments
+    ---------
+    path : path-like
+        An audio file libsndfile decodes (wav, flac, ogg, mp3, au).
+    start : float, optional
+        First second to read (file start when None).
+    stop : float, optional
+        Second to stop at (file end when None; clipped to the file end).
+    sample_rate : int
+        Output sample rate.
+
+    Returns
+    -------
+    torch.Tensor
+        float32, shape [N].
+
+    Raises
+    ------
+    AudioError
+        Missing, unreadable or undecodable file, a directory, no samples in
+        the range, or NaN/inf samples.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np, soundfile as sf
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(f, np.zeros((48000, 2), "float32"), 48000)
+    >>> load_audio(f, start=0.25, stop=0.75, sample_rate=24000).shape
+    torch.Size([12000])
+    """
+    path = str(path)
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory, expected an audio file")
+    try:
+        with sf.SoundFile(path) as f:
+            native_rate = f.samplerate
+            first, last = _frame_range(path, f.frames, native_rate, start, stop)
+            if last <= first:
+                raise AudioError(path, f"no samples in [{start}, {stop}) s")
+            if first:
+                f.seek(first)
+            data = f.read(last - first, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.SoundFileError, RuntimeError, OSError, ValueError) as err:
+        raise AudioError(path, f"cannot decode ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(path, "decoded zero samples")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+    return resample(wav.contiguous(), native_rate, sample_rate)
+
+
+def random_crop(
+    wav: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A random window of ``n_samples`` (the whole signal when shorter).
+
+    Arguments
+    ---------
+    wav : torch.Tensor
+        Signal [N].
+    n_samples : int
+        Window length.
+    generator : torch.Generator, optional
+        Source of randomness, for reproducible crops.
+
+    Returns
+    -------
+    torch.Tensor
+        A view of ``wav`` with ``min(N, n_samples)`` samples.
+
+    Example
+    -------
+    >>> random_crop(torch.arange(10.0), 4, torch.Generator().manual_seed(0)).shape
+    torch.Size([4])
+    >>> random_crop(torch.arange(3.0), 4).shape
+    torch.Size([3])
+    """
+    extra = wav.shape[-1] - n_samples
+    if extra <= 0:
+        return wav
+    offset = int(torch.randint(0, extra + 1, (1,), generator=generator))
+    return wav[..., offset : offset + n_samples]
+
+
+def fixed_segments(
+    duration: float, segment_seconds: float, min_last_seconds: float = 1.0
+) -> list[tuple[float, float]]:
+    """Cuts ``[0, duration)`` into non-overlapping windows.
+
+    Every window is ``segment_seconds`` long except the last, which is kept
+    only when it lasts at least ``min_last_seconds`` (so a recording shorter
+    than that yields no window).
+
+    Arguments
+    ---------
+    duration : float
+        Length of the recording in seconds.
+    segment_seconds : float
+        Window length in seconds (> 0).
+    min_last_seconds : float
+        Shortest last window kept.
+
+    Returns
+    -------
+    list of (start, stop)
+        Seconds, rounded to the microsecond.
+
+    Example
+    -------
+    >>> fixed_segments(70.0, 30.0)
+    [(0.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
+    >>> fixed_segments(60.5, 30.0)
+    [(0.0, 30.0), (30.0, 60.0)]
+    """
+    if segment_seconds <= 0:
+        raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
+    segments = []
+    for k in range(max(0, math.ceil(duration / segment_seconds - 1e-9))):
+        start = k * segment_seconds
+        stop = min(duration, start + segment_seconds)
+        length = stop - start
+        if length > 1e-6 and (
+            length >= segment_seconds - 1e-9 or length >= min_last_seconds - 1e-9
+        ):
+            segments.append((round(start, 6), round(stop, 6)))
+    return segments
+
+
+def _as_seconds(value: object) -> float | None:
+    """A CSV ``start``/``stop`` cell as seconds; empty means None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return float(value)
+
+
+def _warn_once(path: str, err: Exception) -> None:
+    if path not in _WARNED_PATHS:
+        _WARNED_PATHS.add(path)
+        logger.warning("skipping unreadable audio %s (%s)", path, err)
+
+
+def _crop_window(
+    path: str, start: float | None, stop: float | None, crop_seconds: float,
+    generator: torch.Generator | None,
+) -> tuple[float, float]:
+    """The seconds to read for a crop of the ``[start, stop)`` range.
+
+    Uses only the file header, so the decode covers the crop alone.
+    """
+    try:
+        info = sf.info(path)
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        raise AudioError(path, f"cannot read header ({err})") from err
+    begin = start or 0.0
+    end = info.duration if stop is None else min(stop, info.duration)
+    slack = end - begin - crop_seconds
+    if slack <= 0:
+        return begin, end
+    if generator is None:
+        return begin, begin + crop_seconds
+    offset = float(torch.rand((), generator=generator)) * slack
+    return begin + offset, begin + offset + crop_seconds
+
+
+class _CropGenerator:
+    """A crop generator that is re-seeded in every DataLoader worker.
+
+    Forked workers would otherwise all start from the same generator state
+    and draw identical crops; each worker mixes ``seed`` with the worker seed
+    that PyTorch draws anew for every epoch.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.worker_seed: int | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def get(self) -> torch.Generator:
+        info = torch.utils.data.get_worker_info()
+        worker_seed = None if info is None else info.seed
+        if worker_seed != self.worker_seed:
+            self.worker_seed = worker_seed
+            mixed = self.seed if info is None else hash((self.seed, worker_seed))
+            self.generator = torch.Generator().manual_seed(mixed % (2**63))
+        return self.generator
+
+
+def audio_pipeline(
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    crop_seconds: float | None = None,
+    random: bool = True,
+    seed: int = 0,
+) -> Callable[..., Iterator[torch.Tensor]]:
+    """A SpeechBrain dynamic item: ``path, start, stop -> sig``.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Output sample rate.
+    crop_seconds : float, optional
+        If set, read only a window of this length from the item range: a
+        random one when ``random`` is True, else the first one.
+    random : bool
+        Random (training) or deterministic (evaluation) crops.
+    seed : int
+        Seed of the random crops; in DataLoader workers it is mixed with
+        the per-epoch worker seed, so workers draw different crops.
+
+    Returns
+    -------
+    callable
+        For ``DynamicItemDataset``; a bad file yields an empty tensor
+        (``numel() == 0``) and a warning naming the path, once per process.
+
+    Example
+    -------
+    >>> import tempfile, os, numpy as np, soundfile as sf
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(f, np.zeros(24000, "float32"), 24000)
+    >>> data = {"a": {"path": f, "start": "", "stop": "0.5"},
+    ...         "b": {"path": f + ".missing", "start": "", "stop": ""}}
+    >>> ds = DynamicItemDataset(data, dynamic_items=[audio_pipeline()],
+    ...                         output_keys=["id", "sig"])
+    >>> ds[0]["sig"].shape, ds[1]["sig"].numel()
+    (torch.Size([12000]), 0)
+    """
+    crops = _CropGenerator(seed) if random else None
+
+    @takes("path", "start", "stop")
+    @provides("sig")
+    def pipeline(path: str, start: object, stop: object) -> Iterator[torch.Tensor]:
+        begin, end = _as_seconds(start), _as_seconds(stop)
+        try:
+            if crop_seconds is not None:
+                generator = None if crops is None else crops.get()
+                begin, end = _crop_window(path, begin, end, crop_seconds, generator)
+            yield load_audio(path, begin, end, sample_rate)
+        except AudioError as err:
+            _warn_once(path, err)
+            yield torch.zeros(0)
+
+    return pipeline

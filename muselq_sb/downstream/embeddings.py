@@ -1,0 +1,479 @@
+"""Frozen-encoder embedding cache: extract once per split, probe many times.
+
+Each item of a split (its ``start``/``stop`` range) is cut into fixed windows
+(MARBLE: non-overlapping, a last window shorter than ``min_last_seconds``
+dropped); every window goes through the frozen encoder and each hidden state
+is mean-pooled over time, giving a float16 tensor ``[n_windows, L+1, d]`` per
+item. A split is stored as one ``<split>.pt`` holding the item IDs, their
+tensors, the skipped items and a fingerprint of encoder checkpoint + task +
+window settings: a changed checkpoint (or manifest) re-extracts.
+
+Encoders are named by a spec string: ``<folder>`` (a pre-training output
+folder), ``random:<folder>`` (same architecture, random weights, saved input
+statistics) or ``logmel:<folder>`` (mean and std over time of the model's
+normalised log-mel: one 256-dim "layer").
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from muselq_sb.dataio.audio import AudioError, fixed_segments, load_audio
+from muselq_sb.dataio.manifest import read_manifest
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+ENCODER_KINDS = ("checkpoint", "random", "logmel")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How items are cut into encoder windows.
+
+    Arguments
+    ---------
+    window_seconds : float or None
+        Window length; None feeds the whole item as one window.
+    min_last_seconds : float
+        A last window shorter than this is dropped (an item shorter than
+        this still gives one window: the whole item).
+    crop_seconds : float or None
+        Keep only the first seconds of each item (MARBLE's EMO crop).
+    sample_rate : int
+        Encoder sample rate.
+
+    Example
+    -------
+    >>> WindowConfig(30.0).windows(24000 * 70, 24000)
+    [(0, 720000), (720000, 1440000), (1440000, 1680000)]
+    """
+
+    window_seconds: float | None = 30.0
+    min_last_seconds: float = 1.0
+    crop_seconds: float | None = None
+    sample_rate: int = 24000
+
+    def windows(self, n_samples: int, sample_rate: int) -> list[tuple[int, int]]:
+        """Sample ranges of the windows of a signal of ``n_samples``."""
+        if self.window_seconds is None:
+            return [(0, n_samples)]
+        seconds = fixed_segments(
+            n_samples / sample_rate, self.window_seconds, self.min_last_seconds
+        )
+        ranges = [
+            (round(a * sample_rate), min(n_samples, round(b * sample_rate)))
+            for a, b in seconds
+        ]
+        return ranges or [(0, n_samples)]
+
+
+def masked_time_stats(
+    x: torch.Tensor, lengths: torch.Tensor, with_std: bool = False
+) -> torch.Tensor:
+    """Mean (and std) over the valid frames of ``x`` [B, T, d].
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Frames [B, T, d].
+    lengths : torch.Tensor
+        Number of valid frames of each row (absolute; at least 1 is used).
+    with_std : bool
+        Also return the standard deviation, concatenated after the mean.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, d] (or [B, 2d] with ``with_std``), float32.
+
+    Example
+    -------
+    >>> x = torch.tensor([[[1.], [3.], [100.]]])
+    >>> masked_time_stats(x, torch.tensor([2]), with_std=True).tolist()
+    [[2.0, 1.0]]
+    """
+    x = x.float()
+    valid = torch.clamp(lengths.to(x.device).float(), 1, x.shape[1])
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < valid[:, None]
+    mask = mask.unsqueeze(-1).float()
+    mean = (x * mask).sum(1) / valid[:, None]
+    if not with_std:
+        return mean
+    var = (((x - mean[:, None]) ** 2) * mask).sum(1) / valid[:, None]
+    return torch.cat([mean, var.sqrt()], dim=-1)
+
+
+class HiddenStatePooler(nn.Module):
+    """Time-mean-pooled hidden states of a ``MusicModel``: [B, L+1, d].
+
+    Arguments
+    ---------
+    model : nn.Module
+        Returns the list of hidden states [B, T, d] for ``(wavs, wav_lens)``
+        and has ``output_lengths(wavs, wav_lens)`` (valid frames per row).
+
+    Example
+    -------
+    >>> class Toy(nn.Module):
+    ...     def forward(self, wavs, wav_lens):
+    ...         x = wavs.reshape(wavs.shape[0], -1, 960)[..., :4]
+    ...         return [x, 2 * x]
+    ...     def output_lengths(self, wavs, wav_lens):
+    ...         return torch.round(wav_lens * wavs.shape[1] / 960)
+    >>> HiddenStatePooler(Toy())(torch.ones(2, 9600), torch.ones(2)).shape
+    torch.Size([2, 2, 4])
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Pools each hidden state over its valid frames."""
+        states = self.model(wavs, wav_lens)
+        lengths = self.model.output_lengths(wavs, wav_lens)
+        return torch.stack([masked_time_stats(h, lengths) for h in states], 1)
+
+
+class LogMelPooler(nn.Module):
+    """The pooled log-mel baseline: mean and std over time, one "layer".
+
+    Arguments
+    ---------
+    model : nn.Module
+        Has ``features(wavs, wav_lens) -> (log_mel [B, T, n_mels], frames)``
+        (``frames``: valid frames per row).
+
+    Example
+    -------
+    >>> class Toy(nn.Module):
+    ...     def features(self, wavs, wav_lens):
+    ...         return wavs.reshape(wavs.shape[0], -1, 2), wav_lens * 4
+    >>> LogMelPooler(Toy())(torch.ones(3, 8), torch.ones(3)).shape
+    torch.Size([3, 1, 4])
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Mean and std of the normalised log-mel over its valid frames."""
+        feats, frames = self.model.features(wavs, wav_lens)
+        return masked_time_stats(feats, frames, with_std=True).unsqueeze(1)
+
+
+def parse_encoder(spec: str) -> tuple[str, Path]:
+    """Splits an encoder spec into (kind, folder).
+
+    Example
+    -------
+    >>> parse_encoder("random:/runs/brn")
+    ('random', PosixPath('/runs/brn'))
+    >>> parse_encoder("/runs/brn")
+    ('checkpoint', PosixPath('/runs/brn'))
+    """
+    kind, sep, folder = spec.partition(":")
+    if sep and kind in ENCODER_KINDS[1:]:
+        return kind, Path(folder)
+    if sep and kind.isalpha() and len(kind) > 1:
+        raise ValueError(
+            f"encoder spec {spec!r}: unknown kind {kind!r}; expected a folder, "
+            "'random:<folder>' or 'logmel:<folder>'"
+        )
+    return "checkpoint", Path(spec)
+
+
+def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
+    """Hash of a pre-training run's ``hyperparams.yaml`` and latest checkpoint.
+
+    The checkpoint files are identified by name, size and mtime, so a new
+    save (or a copied run) changes it; nothing large is read.
+
+    Example
+    -------
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "save" / "CKPT+1").mkdir(parents=True)
+    >>> _ = (d / "hyperparams.yaml").write_text("d_model: 8")
+    >>> len(checkpoint_fingerprint(d))
+    40
+    """
+    folder = Path(folder)
+    hparams = folder / "hyperparams.yaml"
+    if not hparams.is_file():
+        raise FileNotFoundError(
+            f"{hparams} not found: expected a pre-training output folder"
+        )
+    digest = hashlib.sha1(hparams.read_bytes())
+    ckpts = sorted((folder / "save").glob("CKPT+*"))
+    if ckpts:
+        for f in sorted(ckpts[-1].iterdir()):
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def encoder_identity(spec: str, seed: int = 0) -> dict:
+    """What identifies the encoder named by ``spec`` (cheap: loads nothing).
+
+    Example
+    -------
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "hyperparams.yaml").write_text("d_model: 8")
+    >>> sorted(encoder_identity(f"random:{d}", seed=3))
+    ['checkpoint', 'kind', 'seed']
+    """
+    kind, folder = parse_encoder(spec)
+    identity = {"kind": kind, "checkpoint": checkpoint_fingerprint(folder)}
+    if kind == "random":
+        identity["seed"] = seed
+    return identity
+
+
+def load_pooler(
+    spec: str,
+    device: str = "cpu",
+    seed: int = 0,
+    load_model: Callable[..., nn.Module] | None = None,
+) -> nn.Module:
+    """Builds the frozen pooling encoder named by ``spec``.
+
+    Arguments
+    ---------
+    spec : str
+        ``<folder>``, ``random:<folder>`` or ``logmel:<folder>``.
+    device : str
+        Where the encoder runs.
+    seed : int
+        Seed of the random weights (``random:``), for reproducible baselines.
+    load_model : callable, optional
+        ``load_model(folder, random_init=..., device=...)``; default
+        ``muselq_sb.lobes.model.load_music_model``.
+
+    Returns
+    -------
+    nn.Module
+        :class:`HiddenStatePooler` or :class:`LogMelPooler`, in eval mode
+        without gradients.
+    """
+    kind, folder = parse_encoder(spec)
+    if load_model is None:
+        from muselq_sb.lobes.model import load_music_model as load_model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = load_model(folder, random_init=(kind == "random"), device=device)
+    pooler = LogMelPooler(model) if kind == "logmel" else HiddenStatePooler(model)
+    return pooler.to(device).eval().requires_grad_(False)
+
+
+def _file_sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def cache_fingerprint(
+    task_folder: str | os.PathLike, split: str, identity: Mapping, config: WindowConfig
+) -> str:
+    """Hash of everything an extracted split depends on.
+
+    Example
+    -------
+    >>> from muselq_sb.dataio.manifest import write_task
+    >>> d = tempfile.mkdtemp()
+    >>> rows = [{"ID": "a", "path": "/a.wav", "duration": 1.0, "label": "x"}]
+    >>> _ = write_task(d, "toy", "multiclass", "label", {"train": rows},
+    ...                classes=["x"], metrics=["accuracy"])
+    >>> a = cache_fingerprint(d, "train", {"kind": "logmel"}, WindowConfig())
+    >>> a == cache_fingerprint(d, "train", {"kind": "random"}, WindowConfig())
+    False
+    """
+    task_folder = Path(task_folder)
+    parts = {
+        "version": CACHE_VERSION,
+        "encoder": dict(identity),
+        "windows": asdict(config),
+        "manifest": _file_sha1(task_folder / f"{split}.csv"),
+        "task": _file_sha1(task_folder / "task.json"),
+    }
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class _ItemWindows(torch.utils.data.Dataset):
+    """Decodes one item and cuts it into windows (None if unreadable)."""
+
+    def __init__(self, rows: Sequence[Mapping[str, str]], config: WindowConfig):
+        self.rows, self.config = rows, config
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int):
+        row, cfg = self.rows[index], self.config
+        start = float(row["start"]) if row.get("start") else None
+        stop = float(row["stop"]) if row.get("stop") else None
+        if cfg.crop_seconds is not None:
+            stop = (start or 0.0) + cfg.crop_seconds if stop is None else min(
+                stop, (start or 0.0) + cfg.crop_seconds
+            )
+        try:
+            wav = load_audio(row["path"], start, stop, cfg.sample_rate)
+        except AudioError as err:
+            logger.warning("skipping item %s: %s", row["ID"], err)
+            return index, None
+        return index, [wav[a:b] for a, b in cfg.windows(len(wav), cfg.sample_rate)]
+
+
+@torch.no_grad()
+def extract_split(
+    rows: Sequence[Mapping[str, str]],
+    pooler: nn.Module,
+    config: WindowConfig,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    bf16: bool = False,
+    desc: str = "extract",
+) -> dict:
+    """Pooled embeddings of every readable item of ``rows``.
+
+    Arguments
+    ---------
+    rows : sequence of mappings
+        Manifest rows (``ID``, ``path``, ``start``, ``stop``).
+    pooler : nn.Module
+        ``(wavs [B, N], wav_lens [B]) -> [B, L+1, d]``.
+    config : WindowConfig
+        Windowing.
+    batch_size : int
+        Windows per encoder forward. Only windows of equal length share a
+        batch (windows of several items do), so no padding ever changes an
+        embedding and the result does not depend on the batching.
+    num_workers : int
+        DataLoader workers that decode audio.
+    bf16 : bool
+        Run the encoder under bfloat16 autocast.
+    desc : str
+        Progress-bar label.
+
+    Returns
+    -------
+    dict
+        ``ids`` (kept items, manifest order), ``embeddings`` (one float16
+        [n_windows, L+1, d] per kept item) and ``skipped`` (unreadable IDs).
+    """
+    tensors = itertools.chain(pooler.parameters(), pooler.buffers())
+    device = next((t.device for t in tensors), torch.device("cpu"))
+    pooler.eval()
+    loader = torch.utils.data.DataLoader(
+        _ItemWindows(rows, config), batch_size=None, num_workers=num_workers
+    )
+    pooled: dict[int, dict[int, torch.Tensor]] = {}  # item -> window -> emb
+    pending: dict[int, list[tuple[int, int, torch.Tensor]]] = {}  # by length
+    skipped: list[str] = []
+
+    def flush(length: int) -> None:
+        batch = pending.pop(length)
+        wavs = torch.stack([w for _, _, w in batch]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = pooler(wavs, torch.ones(len(batch), device=device))
+        for (item, k, _), emb in zip(batch, out.float().cpu().half()):
+            pooled.setdefault(item, {})[k] = emb
+
+    for index, windows in tqdm(loader, desc=desc, total=len(rows), dynamic_ncols=True):
+        if windows is None:
+            skipped.append(rows[index]["ID"])
+            continue
+        for k, w in enumerate(windows):
+            pending.setdefault(len(w), []).append((index, k, w))
+            if len(pending[len(w)]) >= batch_size:
+                flush(len(w))
+    for length in list(pending):
+        flush(length)
+    kept = sorted(pooled)
+    return {
+        "ids": [rows[i]["ID"] for i in kept],
+        "embeddings": [torch.stack([e for _, e in sorted(pooled[i].items())])
+                       for i in kept],
+        "skipped": skipped,
+    }
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_or_extract(
+    task_folder: str | os.PathLike,
+    split: str,
+    cache_folder: str | os.PathLike,
+    get_pooler: Callable[[], nn.Module],
+    identity: Mapping,
+    config: WindowConfig,
+    **extract_kwargs,
+) -> dict:
+    """The cached embeddings of one split, extracting them if stale.
+
+    Arguments
+    ---------
+    task_folder : path-like
+        A prepared task folder (``<split>.csv`` and ``task.json``).
+    split : str
+        ``train``, ``valid`` or ``test``.
+    cache_folder : path-like
+        Where ``<split>.pt`` lives.
+    get_pooler : callable
+        Returns the frozen pooling encoder (:func:`load_pooler`); called
+        only when the split must be extracted.
+    identity : mapping
+        Identifies the encoder (:func:`encoder_identity`).
+    config : WindowConfig
+        Windowing.
+    **extract_kwargs
+        Passed to :func:`extract_split`.
+
+    Returns
+    -------
+    dict
+        As :func:`extract_split`, plus ``fingerprint`` and ``reused`` (True
+        when read from the cache).
+    """
+    fingerprint = cache_fingerprint(task_folder, split, identity, config)
+    path = Path(cache_folder) / f"{split}.pt"
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("fingerprint") == fingerprint:
+            logger.info("embedding cache %s is up to date: reused", path)
+            return cached | {"reused": True}
+        logger.info("embedding cache %s is stale: re-extracting", path)
+    rows = read_manifest(Path(task_folder) / f"{split}.csv")
+    result = extract_split(rows, get_pooler(), config, desc=split, **extract_kwargs)
+    result["fingerprint"] = fingerprint
+    _atomic_torch_save(result, path)
+    n_windows = sum(len(e) for e in result["embeddings"])
+    logger.info(
+        "%s: %d items, %d windows extracted, %d unreadable items skipped",
+        split, len(result["ids"]), n_windows, len(result["skipped"]),
+    )
+    return result | {"reused": False}

@@ -1,0 +1,171 @@
+"""One probe experiment: yaml -> embedding cache -> ProbeBrain -> results.json.
+
+``recipes/downstream/train.py`` is a thin wrapper around
+:func:`run_probe_experiment`; the suite calls it once per task and encoder.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from muselq_sb.dataio.manifest import SPLITS, atomic_write_text, read_manifest, read_task
+from muselq_sb.downstream.brain import ProbeBrain, WindowDataset
+from muselq_sb.downstream.embeddings import (
+    WindowConfig,
+    encoder_identity,
+    load_or_extract,
+    load_pooler,
+)
+from muselq_sb.downstream.targets import TaskTargets, item_groups
+
+logger = logging.getLogger(__name__)
+
+
+def extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
+    """Cached embeddings of every split of ``hparams["task_folder"]``.
+
+    The encoder is loaded only if a split needs (re-)extraction, and freed
+    before the probe trains.
+    """
+    config = WindowConfig(
+        window_seconds=hparams["window_seconds"],
+        min_last_seconds=hparams["min_last_seconds"],
+        crop_seconds=hparams["crop_seconds"],
+        sample_rate=hparams["sample_rate"],
+    )
+    identity = encoder_identity(hparams["encoder"], hparams["seed"])
+    get_pooler = functools.cache(
+        lambda: load_pooler(
+            hparams["encoder"], device, hparams["seed"], hparams["model_loader"]
+        )
+    )
+    splits = {
+        split: load_or_extract(
+            hparams["task_folder"], split, hparams["cache_folder"], get_pooler,
+            identity, config,
+            batch_size=hparams["extract_batch_size"],
+            num_workers=hparams["extract_num_workers"],
+            bf16=hparams["extract_bf16"],
+        )
+        for split in SPLITS
+    }
+    get_pooler.cache_clear()
+    return splits
+
+
+def build_datasets(
+    task_folder: str | Path, task: Mapping, splits: Mapping[str, Mapping]
+) -> tuple[dict[str, WindowDataset], dict]:
+    """One :class:`WindowDataset` per split, regression targets standardised.
+
+    Returns the datasets and the standardisation statistics (empty unless
+    the task is a regression; R2 is unchanged by it).
+    """
+    targets = TaskTargets(task)
+    encoded = {}
+    for split, data in splits.items():
+        csv = Path(task_folder) / f"{split}.csv"
+        rows = {row["ID"]: row for row in read_manifest(csv)}
+        kept = [rows[i] for i in data["ids"]]
+        encoded[split] = (targets.encode(kept, csv), item_groups(kept))
+    stats: dict = {}
+    if task["type"] == "regression":
+        train = encoded["train"][0]
+        mean, std = train.mean(0), train.std(0).clamp(min=1e-8)
+        stats = {"mean": mean.tolist(), "std": std.tolist()}
+        encoded = {s: ((t - mean) / std, g) for s, (t, g) in encoded.items()}
+    datasets = {
+        split: WindowDataset(splits[split]["embeddings"], *encoded[split])
+        for split in splits
+    }
+    return datasets, stats
+
+
+def run_probe_experiment(
+    hparams_file: str | Path, run_opts: Mapping, overrides: str | Mapping = ""
+) -> dict:
+    """Trains and tests one probe; writes ``<output_folder>/results.json``.
+
+    Arguments
+    ---------
+    hparams_file : path-like
+        A ``hparams/downstream/<task>.yaml``.
+    run_opts : mapping
+        SpeechBrain run options (``device``, ``debug``, ...).
+    overrides : str or mapping
+        yaml overrides (``task_folder``, ``encoder``, ``output_folder`` ...).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``: task, encoder, main metric, best
+        valid score, test metrics, item counts and skipped items per split.
+    """
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=str(hparams_file),
+        overrides=overrides,
+    )
+    task = read_task(hparams["task_folder"])
+    if task["name"] != hparams["task_name"]:
+        logger.warning(
+            "%s is for task %r but %s holds task %r", hparams_file,
+            hparams["task_name"], hparams["task_folder"], task["name"],
+        )
+    device = run_opts.get("device", "cpu")
+    splits = extract_embeddings(hparams, device)
+    datasets, scaler = build_datasets(hparams["task_folder"], task, splits)
+    train = datasets["train"]
+    probe = hparams["probe"](
+        num_layers=train.num_layers, input_dim=train.input_dim,
+        n_outputs=TaskTargets(task).num_outputs,
+    )
+    hparams["checkpointer"].add_recoverable("probe", probe)
+    brain = ProbeBrain(
+        modules={"probe": probe},
+        opt_class=hparams["optimizer"],
+        hparams=dict(hparams, task=task),
+        run_opts=dict(run_opts),
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter, train, datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    brain.evaluate(
+        datasets["test"], max_key=brain.main_metric,
+        test_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    best = brain.checkpointer.find_checkpoint(max_key=brain.main_metric)
+    results = {
+        "task": task["name"],
+        "encoder": hparams["encoder"],
+        "layer": hparams["layer"],
+        "metrics": list(task["metrics"]),
+        "main_metric": brain.main_metric,
+        "valid": {brain.main_metric: best.meta[brain.main_metric]} if best else {},
+        "best_epoch": best.meta.get("epoch") if best else None,
+        "test": brain.test_stats,
+        "items": {s: len(d["ids"]) for s, d in splits.items()},
+        "windows": {s: len(datasets[s]) for s in splits},
+        "skipped": {s: len(d["skipped"]) for s, d in splits.items()},
+        "embedding_shape": [train.num_layers, train.input_dim],
+        "target_standardisation": scaler,
+    }
+    atomic_write_text(
+        Path(hparams["output_folder"]) / "results.json",
+        json.dumps(results, indent=2) + "\n",
+    )
+    return results

@@ -1,0 +1,117 @@
+"""The probe trained on frozen, pooled embeddings: layer choice + small MLP.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+from typing import Type
+
+import torch
+from torch import nn
+
+LAYER_MODES = ("mean", "weighted")
+
+
+class LayerSelector(nn.Module):
+    """Reduces per-layer embeddings [B, L, d] to [B, d].
+
+    Arguments
+    ---------
+    num_layers : int
+        L, the number of stacked layers in the input (hidden states + 1).
+    layer : int or str
+        A layer index (negative counts from the end), ``"mean"`` (average
+        of all layers) or ``"weighted"`` (learned softmax weights, starting
+        uniform).
+
+    Example
+    -------
+    >>> x = torch.arange(6.0).reshape(1, 3, 2)
+    >>> LayerSelector(3, -1)(x).tolist()
+    [[4.0, 5.0]]
+    >>> LayerSelector(3, "mean")(x).tolist()
+    [[2.0, 3.0]]
+    >>> LayerSelector(3, "weighted")(x).tolist()
+    [[2.0, 3.0]]
+    """
+
+    def __init__(self, num_layers: int, layer: int | str = "weighted") -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.mode = layer if isinstance(layer, str) else "index"
+        if isinstance(layer, str) and layer not in LAYER_MODES:
+            raise ValueError(
+                f"unknown layer option {layer!r}; expected an integer index or "
+                f"one of {list(LAYER_MODES)}"
+            )
+        if self.mode == "index" and not -num_layers <= layer < num_layers:
+            raise ValueError(
+                f"layer index {layer} out of range for {num_layers} layers "
+                f"(valid: {-num_layers}..{num_layers - 1})"
+            )
+        self.index = layer % num_layers if self.mode == "index" else None
+        if self.mode == "weighted":
+            self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Selects or mixes the layers of ``x`` [B, L, d]."""
+        if x.shape[1] != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} layers, got {x.shape[1]}")
+        if self.mode == "index":
+            return x[:, self.index]
+        if self.mode == "mean":
+            return x.mean(dim=1)
+        weights = torch.softmax(self.layer_logits, dim=0)
+        return torch.einsum("l,bld->bd", weights, x)
+
+
+class Probe(nn.Module):
+    """The paper's probe: layer choice, Linear(d, 512), ReLU, dropout, Linear.
+
+    Arguments
+    ---------
+    num_layers : int
+        Number of stacked layers of the cached embeddings.
+    input_dim : int
+        Embedding size d.
+    n_outputs : int
+        Classes or regression targets.
+    layer : int or str
+        See :class:`LayerSelector`.
+    hidden_dim : int
+        Width of the hidden layer (paper: 512).
+    dropout : float
+        Dropout after the hidden layer (paper: 0.25).
+    activation : type
+        Hidden activation class.
+
+    Example
+    -------
+    >>> probe = Probe(num_layers=5, input_dim=16, n_outputs=10, layer=2)
+    >>> probe(torch.randn(4, 5, 16)).shape
+    torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        input_dim: int,
+        n_outputs: int,
+        layer: int | str = "weighted",
+        hidden_dim: int = 512,
+        dropout: float = 0.25,
+        activation: Type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.select = LayerSelector(num_layers, layer)
+        self.mlp = nn.Sequential(
+            nn.Linear(input_dim, hidden_dim),
+            activation(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (or regression outputs) [B, n_outputs] of ``x`` [B, L, d]."""
+        return self.mlp(self.select(x.float()))

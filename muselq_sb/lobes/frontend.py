@@ -1,0 +1,247 @@
+"""Mel front-end: log-mel at 100 Hz, input normalisation, 4-frame stacking
+and the convolutional subsampling to the 25 Hz encoder rate.
+
+Alignment contract: every 25 Hz frame ``t`` (stacked target, encoder output)
+covers exactly the mel frames ``4t .. 4t+3``, for any input length; mel
+sequences are zero-padded (after normalisation) to a multiple of 4.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torchaudio
+from torch import nn
+
+
+class MelFrontend(nn.Module):
+    """Waveform to log-mel spectrogram (computed in float32).
+
+    Arguments
+    ---------
+    sample_rate : int
+        Input sample rate (24 kHz in the paper).
+    n_fft : int
+        FFT and window size.
+    hop_length : int
+        Hop in samples (240 at 24 kHz = 100 frames/s).
+    n_mels : int
+        Number of mel bins.
+    log_offset : float
+        Added before the log.
+
+    Example
+    -------
+    >>> fe = MelFrontend()
+    >>> mel, lens = fe(torch.rand(2, 24000), torch.tensor([1.0, 0.5]))
+    >>> mel.shape, lens.tolist()
+    (torch.Size([2, 101, 128]), [101, 51])
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 24000,
+        n_fft: int = 2048,
+        hop_length: int = 240,
+        n_mels: int = 128,
+        log_offset: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.log_offset = log_offset
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+            n_mels=n_mels, center=True, power=2.0,
+        )
+
+    @property
+    def frame_rate(self) -> float:
+        """Mel frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def frame_lengths(self, n_samples: torch.Tensor) -> torch.Tensor:
+        """Number of mel frames of signals of ``n_samples`` samples."""
+        return torch.div(n_samples, self.hop_length, rounding_mode="floor") + 1
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Computes log-mels [B, T, n_mels] and absolute frame lengths [B]."""
+        with torch.autocast(wavs.device.type, enabled=False):
+            mel = self.mel(wavs.float()).transpose(1, 2)
+            mel = torch.log(mel + self.log_offset)
+        n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
+        lens = self.frame_lengths(n_samples).clamp(max=mel.shape[1])
+        return mel, lens
+
+
+def padding_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Bool [B, max_len], True on padding frames (SpeechBrain polarity).
+
+    Example
+    -------
+    >>> padding_mask(torch.tensor([2, 3]), 3).tolist()
+    [[False, False, True], [False, False, False]]
+    """
+    steps = torch.arange(max_len, device=lens.device)
+    return steps[None, :] >= lens[:, None]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pads the time axis (dim 1) of ``x`` to a multiple of ``multiple``.
+
+    Example
+    -------
+    >>> pad_to_multiple(torch.ones(1, 5, 2), 4).shape
+    torch.Size([1, 8, 2])
+    """
+    extra = (-x.shape[1]) % multiple
+    if extra == 0:
+        return x
+    return nn.functional.pad(x, (0, 0, 0, extra))
+
+
+def stack_frames(mel: torch.Tensor, stack: int = 4) -> torch.Tensor:
+    """Concatenates ``stack`` consecutive frames: [B, T, F] -> [B, T', F*stack].
+
+    ``T' = ceil(T / stack)``; the tail is zero-padded.
+
+    Example
+    -------
+    >>> stack_frames(torch.arange(6.).view(1, 3, 2), 2).tolist()
+    [[[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 0.0, 0.0]]]
+    """
+    x = pad_to_multiple(mel, stack)
+    B, T, F = x.shape
+    return x.reshape(B, T // stack, F * stack)
+
+
+def stacked_lengths(lens: torch.Tensor, stack: int = 4) -> torch.Tensor:
+    """Number of stacked frames that hold at least one valid mel frame."""
+    return torch.div(lens + stack - 1, stack, rounding_mode="floor")
+
+
+class FeatureNormalizer(nn.Module):
+    """Per-bin mean/std normalisation with statistics saved in the model.
+
+    Statistics are accumulated over the valid frames of training batches
+    (all-reduced across processes under DDP) until ``max_frames`` frames
+    have been seen, then frozen. They are buffers, so they travel in every
+    checkpoint and exported model. Global statistics (not per clip) keep the
+    time-mean of the features informative for pooled probes.
+
+    Arguments
+    ---------
+    n_features : int
+        Feature dimension.
+    max_frames : int
+        Frames after which the statistics stop updating.
+    eps : float
+        Floor of the standard deviation.
+
+    Example
+    -------
+    >>> norm = FeatureNormalizer(3).train()
+    >>> x = torch.randn(4, 50, 3) * 2 + 5
+    >>> y = norm(x, torch.full((4,), 50))
+    >>> round(y.mean().item(), 3), round(y.std().item(), 1)
+    (0.0, 1.0)
+    """
+
+    def __init__(
+        self, n_features: int = 128, max_frames: int = 10_000_000,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.max_frames = max_frames
+        self.eps = eps
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("sum", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("sumsq", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, lens: torch.Tensor) -> None:
+        """Adds the valid frames of ``x`` [B, T, F] to the statistics."""
+        valid = (~padding_mask(lens, x.shape[1])).to(torch.float64)
+        xd = x.detach().to(torch.float64)
+        stats = torch.cat([
+            valid.sum().view(1),
+            torch.einsum("btf,bt->f", xd, valid),
+            torch.einsum("btf,bt->f", xd * xd, valid),
+        ])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        n = self.mean.numel()
+        self.count += stats[0]
+        self.sum += stats[1:1 + n]
+        self.sumsq += stats[1 + n:]
+        mean = self.sum / self.count.clamp(min=1)
+        var = (self.sumsq / self.count.clamp(min=1) - mean**2).clamp(min=0)
+        self.mean.copy_(mean.float())
+        self.std.copy_(var.sqrt().clamp(min=self.eps).float())
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Normalises ``x`` [B, T, F]; updates statistics while training."""
+        if self.training and self.count < self.max_frames:
+            self.update(x, lens)
+        y = (x - self.mean) / self.std
+        return y.masked_fill(padding_mask(lens, x.shape[1])[:, :, None], 0.0)
+
+
+class ConvSubsampling(nn.Module):
+    """Two strided 1-D convolutions, 100 Hz mel -> 25 Hz ``d_model`` frames.
+
+    Kernel = stride = 2 twice, so output frame ``t`` sees exactly mel frames
+    ``4t .. 4t+3``, the frames of stacked target ``t``.
+
+    Arguments
+    ---------
+    n_mels : int
+        Input features.
+    channels : int
+        Width of the intermediate convolution.
+    d_model : int
+        Output size.
+    activation : type
+        Activation class between and after the convolutions.
+
+    Example
+    -------
+    >>> sub = ConvSubsampling(128, 32, 16)
+    >>> sub(torch.rand(2, 10, 128)).shape   # 10 frames -> ceil(10 / 4)
+    torch.Size([2, 3, 16])
+    """
+
+    def __init__(
+        self, n_mels: int = 128, channels: int = 256, d_model: int = 512,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, channels, kernel_size=2, stride=2)
+        self.conv2 = nn.Conv1d(channels, d_model, kernel_size=2, stride=2)
+        self.act = activation()
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, T, n_mels] -> [B, ceil(T / 4), d_model]."""
+        x = pad_to_multiple(mel, 4).transpose(1, 2)
+        x = self.act(self.conv1(x))
+        return self.act(self.conv2(x)).transpose(1, 2)
+
+
+def n_stacked_frames(n_samples: int, hop_length: int = 240, stack: int = 4) -> int:
+    """25 Hz frames produced for a signal of ``n_samples`` samples.
+
+    Example
+    -------
+    >>> n_stacked_frames(24000 * 30)   # 30 s -> 3001 mel frames -> 751
+    751
+    """
+    return math.ceil((n_samples // hop_length + 1) / stack)

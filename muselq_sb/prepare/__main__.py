@@ -1,0 +1,106 @@
+"""Runs the preparation script of one data set by name.
+
+Usage::
+
+    python -m muselq_sb.prepare <dataset> --data_folder X --save_folder Y [...]
+    python -m muselq_sb.prepare <dataset> --help
+
+``<dataset>`` names a module ``muselq_sb.prepare.<dataset>``; it is imported
+only when asked for, so a data set whose module fails to import does not
+affect the others. A ``PrepareError`` is reported as one line (exit status
+1) instead of a traceback.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import Sequence
+
+from muselq_sb.prepare.common import PrepareError
+
+DATASETS = ("music4all", "fma", "folder", "mtat", "mtg_jamendo", "giantsteps",
+            "gtzan", "emomusic", "nsynth", "vocalset")
+USAGE = (
+    "usage: python -m muselq_sb.prepare <dataset> --data_folder X "
+    "--save_folder Y [options]\n"
+    f"datasets: {', '.join(DATASETS)}\n"
+    "'python -m muselq_sb.prepare <dataset> --help' lists its options\n"
+)
+
+
+def load_module(name: str) -> ModuleType:
+    """Imports the preparation module of data set ``name``.
+
+    Arguments
+    ---------
+    name : str
+        One of ``DATASETS``.
+
+    Returns
+    -------
+    module
+        ``muselq_sb.prepare.<name>``, which has ``main(argv)``.
+
+    Example
+    -------
+    >>> load_module("nsynth").__name__
+    'muselq_sb.prepare.nsynth'
+    >>> load_module("timit")
+    Traceback (most recent call last):
+    ...
+    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset
+    """
+    if name not in DATASETS:
+        raise SystemExit(
+            f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}"
+        )
+    module_name = f"{__package__}.{name}"
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        raise SystemExit(
+            f"the preparation of {name!r} is not available in this "
+            f"installation ({module_name} not found)"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatches ``<dataset> [options]`` to that data set's ``main``.
+
+    Arguments
+    ---------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The data set's exit status; 1 after a ``PrepareError``, whose
+        message is printed to stderr.
+
+    Example
+    -------
+    >>> main(["--help"])  # doctest: +ELLIPSIS
+    usage: python -m muselq_sb.prepare <dataset> ...
+    0
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    module = load_module(args[0])
+    try:
+        return module.main(args[1:]) or 0
+    except PrepareError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Lists a plain folder of audio files (recursively) as pre-training tracks.
+
+Also defines ``TrackListing``, what every pre-training source lister
+(``music4all``, ``fma``, ``folder``) returns.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from muselq_sb.prepare.common import require_dir
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
+
+
+@dataclass
+class TrackListing:
+    """The tracks of one source, before any audio is read.
+
+    Arguments
+    ---------
+    tracks : list of (str, pathlib.Path)
+        Unique track id and audio file.
+    inputs : list of pathlib.Path
+        Annotation files the listing was read from (for ``is_up_to_date``).
+    n_missing : int
+        Tracks the annotations list but whose audio file is absent.
+    """
+
+    tracks: list[tuple[str, Path]] = field(default_factory=list)
+    inputs: list[Path] = field(default_factory=list)
+    n_missing: int = 0
+
+
+def track_id_from_path(relative: str | os.PathLike, prefix: str) -> str:
+    """A CSV-safe track id from a path relative to the folder root.
+
+    Example
+    -------
+    >>> track_id_from_path("Live at X/01 intro.flac", "folder")
+    'folder_Live_at_X_01_intro.flac'
+    """
+    text = Path(relative).as_posix()
+    return f"{prefix}_" + re.sub(r"[^\w.-]+", "_", text)
+
+
+def list_folder(root: str | os.PathLike, prefix: str = "folder") -> TrackListing:
+    """Every file with an audio extension under ``root`` (recursive, sorted).
+
+    Unreadable files are not detected here: they are skipped (and counted)
+    when their duration is read.
+
+    Arguments
+    ---------
+    root : path-like
+        The folder.
+    prefix : str
+        Prepended to the track ids (keeps ids of mixed sources unique).
+
+    Returns
+    -------
+    TrackListing
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "a").mkdir(); (d / "a" / "x.MP3").write_bytes(b"")
+    0
+    >>> (d / "notes.txt").write_text("no audio")
+    8
+    >>> [t for t, _ in list_folder(d).tracks]
+    ['folder_a_x.MP3']
+    """
+    root = require_dir(root, "audio folder")
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    )
+    tracks = [(track_id_from_path(p.relative_to(root), prefix), p.resolve()) for p in files]
+    return TrackListing(tracks=tracks, inputs=[])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m muselq_sb.prepare.folder --data_folder DIR --save_folder OUT``."""
+    from muselq_sb.prepare.pretrain import source_cli
+
+    source_cli("folder", "Prepare a plain folder of audio for pre-training.", argv)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

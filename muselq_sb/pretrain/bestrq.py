@@ -1,0 +1,109 @@
+"""BEST-RQ pre-training model: features -> targets -> mask -> encoder -> heads.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from muselq_sb.lobes.frontend import stacked_lengths
+from muselq_sb.lobes.model import MusicModel
+from muselq_sb.nnet.heads import MelHead, TokenHead
+from muselq_sb.nnet.masking import SpanMasker
+from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
+
+
+class BestRQModel(nn.Module):
+    """Everything pre-training runs in one module (one DDP wrapper).
+
+    The quantizer and the normaliser are buffers of this module, so they are
+    saved in every checkpoint and identical on every process.
+
+    Arguments
+    ---------
+    model : MusicModel
+        The encoder with its front-end (what downstream tasks keep).
+    quantizer : RandomProjectionQuantizer
+        Frozen target generator over normalised stacked mel frames.
+    masker : SpanMasker
+        Span masking.
+    token_head : TokenHead
+        Token logits from the last layer.
+    mel_head : MelHead
+        Stacked-mel reconstruction from the last layer.
+
+    Example
+    -------
+    >>> from muselq_sb.lobes.branchformer import BranchformerEncoder
+    >>> enc = BranchformerEncoder(1, d_model=32, nhead=2, kernel_size=3,
+    ...                           csgu_linear_units=64)
+    >>> ssl = BestRQModel(MusicModel(enc, 32, subsampling_channels=32),
+    ...     RandomProjectionQuantizer(cb_vocab=64), SpanMasker(),
+    ...     TokenHead(32, 64), MelHead(32, 512))
+    >>> out = ssl(torch.rand(2, 24000), torch.tensor([1.0, 0.5]))
+    >>> out["tokens"].shape, out["mask"].shape
+    (torch.Size([2, 26, 1]), torch.Size([2, 26]))
+    >>> out["logits"].shape == (int(out["mask"].sum()), 1, 64)
+    True
+    """
+
+    def __init__(
+        self,
+        model: MusicModel,
+        quantizer: RandomProjectionQuantizer,
+        masker: SpanMasker,
+        token_head: TokenHead,
+        mel_head: MelHead,
+    ) -> None:
+        super().__init__()
+        if quantizer.input_dim != model.target_dim:
+            raise ValueError(
+                f"quantizer.input_dim ({quantizer.input_dim}) must equal the "
+                f"stacked mel size n_mels * stack ({model.target_dim})"
+            )
+        self.model = model
+        self.quantizer = quantizer
+        self.masker = masker
+        self.token_head = token_head
+        self.mel_head = mel_head
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Runs one masked prediction step.
+
+        Returns
+        -------
+        dict
+            ``mask`` [B, T] (True = masked, never on padding), ``tokens``
+            [B, T, G], ``mel_target`` [B, T, n_mels * stack], ``lens``
+            (valid frames), and the heads' outputs for the N masked frames
+            only (in ``mask`` order): ``logits`` [N, G, V] and ``mel_pred``
+            [N, n_mels * stack].
+        """
+        mel, lens = self.model.features(wavs, wav_lens)
+        targets = self.model.targets(mel)
+        lens25 = stacked_lengths(lens, self.model.stack)
+        tokens = self.quantizer(targets)
+        mask = self.masker(lens25, targets.shape[1])
+        if self.masker.domain == "waveform":
+            masked_wavs = self.masker.apply_waveform(wavs, mask)
+            with torch.no_grad():
+                was_training = self.model.normalizer.training
+                self.model.normalizer.eval()
+                masked, _ = self.model.features(masked_wavs, wav_lens)
+                self.model.normalizer.train(was_training)
+        else:
+            masked = self.masker.apply_mel(mel, mask)
+        last = self.model.encode(masked, lens)[-1]
+        picked = last[mask]  # the heads only run where the loss looks
+        return {
+            "logits": self.token_head(picked[None])[0],
+            "tokens": tokens,
+            "mel_pred": self.mel_head(picked),
+            "mel_target": targets,
+            "mask": mask,
+            "lens": lens25,
+        }

@@ -1,0 +1,161 @@
+"""``Brain`` for BEST-RQ pre-training with mel reconstruction.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.logger import get_logger
+
+from muselq_sb.dataio.batching import SkipCounter
+from muselq_sb.nnet.heads import masked_ssl_loss
+from muselq_sb.pretrain.stats import SSLStats
+
+logger = get_logger(__name__)
+
+
+class BestRQBrain(sb.Brain):
+    """Pre-trains ``modules.ssl_model`` (a ``BestRQModel``).
+
+    Expected hparams: ``lr_scheduler`` (``WarmupCosineScheduler``),
+    ``ce_weight``, ``mse_weight``, ``log_interval`` (steps between step
+    logs), ``train_logger`` (``FileTrainLogger``), ``checkpointer``,
+    ``keep_checkpoints``, ``sample_rate``, ``metrics_file`` (JSON lines)
+    and optionally ``tensorboard_folder``.
+
+    Batches may be ``None`` (every item unreadable): a silent placeholder
+    then runs with zero loss weight so distributed processes stay in step.
+    """
+
+    def on_fit_start(self) -> None:
+        """Builds optimizers, recovers, restores the scheduled lr."""
+        super().on_fit_start()
+        self.hparams.lr_scheduler.set_lr(self.optimizer)
+        self.skips = SkipCounter()
+        self.tb_writer = None
+        folder = getattr(self.hparams, "tensorboard_folder", None)
+        if folder and if_main_process():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb_writer = SummaryWriter(folder)
+
+    # ---- forward / loss -------------------------------------------------
+    def _placeholder_batch(self) -> PaddedBatch:
+        sig = torch.zeros(int(self.hparams.sample_rate))
+        batch = PaddedBatch([{"id": "placeholder", "sig": sig}])
+        batch.placeholder = True
+        return batch
+
+    def fit_batch(self, batch: Optional[PaddedBatch]) -> torch.Tensor:
+        """Trains on ``batch``; a ``None`` batch runs a zero-weight step."""
+        self.skips.add(batch)
+        if batch is None:
+            batch = self._placeholder_batch()
+        return super().fit_batch(batch)
+
+    def evaluate_batch(self, batch: Optional[PaddedBatch], stage) -> torch.Tensor:
+        """Evaluates ``batch`` and records its statistics."""
+        self.skips.add(batch)
+        if batch is None:
+            return torch.tensor(0.0)
+        loss = super().evaluate_batch(batch, stage)
+        self.stage_stats.add(self.last_out, self.last_losses, batch)
+        return loss
+
+    def compute_forward(self, batch: PaddedBatch, stage) -> dict[str, Any]:
+        """Masked prediction on the batch's waveforms."""
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        return self.modules.ssl_model(wavs, wav_lens)
+
+    def compute_objectives(
+        self, predictions: dict[str, Any], batch: PaddedBatch, stage
+    ) -> torch.Tensor:
+        """CE on masked tokens + MSE on masked stacked mel frames."""
+        losses = masked_ssl_loss(
+            predictions["logits"], predictions["tokens"],
+            predictions["mel_pred"], predictions["mel_target"],
+            predictions["mask"], ce_weight=self.hparams.ce_weight,
+            mse_weight=self.hparams.mse_weight,
+        )
+        self.last_out, self.last_losses = predictions, losses
+        if getattr(batch, "placeholder", False):
+            return losses["loss"] * 0.0
+        return losses["loss"]
+
+    # ---- bookkeeping ----------------------------------------------------
+    def on_stage_start(self, stage, epoch=None) -> None:
+        """Resets the statistics of the stage."""
+        self.stage_stats = SSLStats(
+            self.hparams.ssl_model.quantizer.cb_vocab, self.hparams.sample_rate
+        )
+        self.interval_stats = SSLStats(
+            self.hparams.ssl_model.quantizer.cb_vocab, self.hparams.sample_rate
+        )
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
+        """Steps the lr schedule, accumulates and logs step statistics."""
+        if getattr(batch, "placeholder", False):
+            return
+        self.stage_stats.add(outputs, self.last_losses, batch)
+        self.interval_stats.add(outputs, self.last_losses, batch)
+        if not should_step:
+            return
+        self.hparams.lr_scheduler(self.optimizer)
+        if self.optimizer_step % self.hparams.log_interval == 0:
+            stats = self.interval_stats.summary()
+            stats["lr"] = self.hparams.lr_scheduler.current_lr()
+            self._log_step(stats)
+            self.interval_stats.reset()
+
+    def _log_step(self, stats: dict[str, float]) -> None:
+        if not if_main_process():
+            return
+        record = {"step": self.optimizer_step, "stage": "train_step", **stats}
+        with open(self.hparams.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb_writer is not None:
+            for key, value in stats.items():
+                self.tb_writer.add_scalar(f"train/{key}", value, self.optimizer_step)
+            self.tb_writer.flush()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
+        """Logs the epoch, reports skipped files and saves a checkpoint."""
+        stats = self.stage_stats.summary()
+        stats["loss"] = float(stage_loss)
+        skipped = self.skips.report_and_reset(logger)
+        stats["skipped_files"] = skipped
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage != sb.Stage.VALID:
+            return
+        meta = {"epoch": epoch, "steps": self.optimizer_step,
+                "lr": self.hparams.lr_scheduler.current_lr()}
+        self.hparams.train_logger.log_stats(
+            stats_meta=meta, train_stats=self.train_stats, valid_stats=stats
+        )
+        if if_main_process():
+            record = {"step": self.optimizer_step, "stage": "valid",
+                      "epoch": epoch, "time": time.time(), **stats}
+            with open(self.hparams.metrics_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.tb_writer is not None:
+                for key, value in stats.items():
+                    self.tb_writer.add_scalar(f"valid/{key}", value, self.optimizer_step)
+                self.tb_writer.flush()
+        self.checkpointer.save_and_keep_only(
+            meta={"loss": float(stats["loss"]), "acc": float(stats["acc"]),
+                  "steps": int(self.optimizer_step)},
+            min_keys=["loss"],
+            num_to_keep=self.hparams.keep_checkpoints,
+        )

@@ -1,0 +1,125 @@
+"""Data of the pre-training recipe: sources -> manifests -> datasets.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import DynamicBatchSampler
+
+from muselq_sb.dataio.audio import audio_pipeline
+from muselq_sb.dataio.batching import SkipEmptyCollate
+from muselq_sb.dataio.demo_corpus import build_demo_corpus, default_demo_root
+from muselq_sb.prepare.pretrain import prepare_pretrain
+
+SOURCE_TYPES = ("demo", "folder", "music4all", "fma")
+
+
+def resolve_sources(
+    data_sources: Optional[Sequence[Mapping[str, Any]]],
+    data_folder: Optional[str],
+    demo_folder: Optional[str],
+) -> list[dict[str, Any]]:
+    """The list of data sources a run trains on.
+
+    ``data_sources`` (a list of ``{type, path}``) wins; else ``data_folder``
+    is read as a plain folder of audio; else the built-in demo corpus.
+
+    Example
+    -------
+    >>> resolve_sources(None, "/music", None)
+    [{'type': 'folder', 'path': '/music'}]
+    >>> resolve_sources([{"type": "fma", "path": "/fma"}], None, None)
+    [{'type': 'fma', 'path': '/fma'}]
+    >>> resolve_sources([{"type": "mp3s", "path": "/x"}], None, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: data_sources[0]: unknown type 'mp3s'; valid: ['demo', 'folder', 'music4all', 'fma']
+    """
+    if data_sources:
+        sources = [dict(s) for s in data_sources]
+    elif data_folder:
+        sources = [{"type": "folder", "path": str(data_folder)}]
+    else:
+        root = demo_folder or str(default_demo_root())
+        sources = [{"type": "demo", "path": root}]
+    for i, source in enumerate(sources):
+        if source.get("type") not in SOURCE_TYPES:
+            raise ValueError(
+                f"data_sources[{i}]: unknown type {source.get('type')!r}; "
+                f"valid: {list(SOURCE_TYPES)}"
+            )
+        if not source.get("path"):
+            raise ValueError(f"data_sources[{i}]: missing 'path'")
+    return sources
+
+
+def prepare_data(hparams: Mapping[str, Any]) -> Path:
+    """Builds the demo corpus if used, then the pre-training manifests.
+
+    Run it once, on the main process (``run_on_main``).
+    """
+    sources = resolve_sources(
+        hparams.get("data_sources"), hparams.get("data_folder"),
+        hparams.get("demo_folder"),
+    )
+    for source in sources:
+        if source["type"] == "demo":
+            build_demo_corpus(source["path"], seed=hparams["demo_seed"])
+        elif not Path(source["path"]).is_dir():
+            raise FileNotFoundError(
+                f"data source {source['type']}: folder {source['path']} "
+                "does not exist"
+            )
+    return prepare_pretrain(
+        sources,
+        hparams["prepare_folder"],
+        segment_seconds=hparams["segment_seconds"],
+        valid_fraction=hparams["valid_fraction"],
+        seed=hparams["seed"],
+    )
+
+
+def dataio_prepare(
+    hparams: Mapping[str, Any], task_folder: Path
+) -> tuple[DynamicItemDataset, DynamicItemDataset, dict, dict]:
+    """Datasets and loader arguments for training and validation.
+
+    Training reads random crops of ``segment_seconds`` and batches them
+    dynamically by duration (``max_batch_seconds``); validation reads the
+    first ``segment_seconds`` of each segment in fixed-size batches.
+    """
+    task_folder = Path(task_folder)
+    datasets = {}
+    for split, random in (("train", True), ("valid", False)):
+        ds = DynamicItemDataset.from_csv(str(task_folder / f"{split}.csv"))
+        ds.add_dynamic_item(audio_pipeline(
+            sample_rate=hparams["sample_rate"],
+            crop_seconds=hparams["segment_seconds"], random=random,
+            seed=hparams["seed"],
+        ))
+        ds.set_output_keys(["id", "sig"])
+        datasets[split] = ds
+    collate = SkipEmptyCollate()
+    sampler = DynamicBatchSampler(
+        datasets["train"],
+        max_batch_length=hparams["max_batch_seconds"],
+        num_buckets=hparams["num_buckets"],
+        length_func=lambda x: min(float(x["duration"]), hparams["segment_seconds"]),
+        shuffle=True,
+        batch_ordering="random",
+        seed=hparams["seed"],
+    )
+    train_kwargs = {
+        "batch_sampler": sampler, "collate_fn": collate,
+        "num_workers": hparams["num_workers"],
+    }
+    valid_kwargs = {
+        "batch_size": hparams["valid_batch_size"], "collate_fn": collate,
+        "num_workers": hparams["num_workers"],
+    }
+    return datasets["train"], datasets["valid"], train_kwargs, valid_kwargs

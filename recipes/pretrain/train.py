@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""BEST-RQ music pre-training (Branchformer / Conformer, attention or
+SummaryMixing).
+
+Single process::
+
+    python recipes/pretrain/train.py hparams/brn_sum.yaml --size=tiny
+
+Several GPUs / nodes (the same command under torchrun)::
+
+    torchrun --standalone --nproc_per_node=8 recipes/pretrain/train.py \
+        hparams/brn_sum.yaml --data_folder=/data/music
+
+With no data folder the built-in demo corpus is generated and used.
+
+Authors
+ * muselq_sb team
+"""
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from muselq_sb.pretrain.brain import BestRQBrain
+from muselq_sb.pretrain.data import dataio_prepare, prepare_data
+from muselq_sb.pretrain.report import write_report
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    task_folder = run_on_main(prepare_data, kwargs={"hparams": hparams})
+    train_set, valid_set, train_kwargs, valid_kwargs = dataio_prepare(
+        hparams, task_folder
+    )
+    brain = BestRQBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_set,
+        valid_set,
+        train_loader_kwargs=train_kwargs,
+        valid_loader_kwargs=valid_kwargs,
+    )
+    run_on_main(write_report, args=[hparams["output_folder"], hparams["cb_vocab"]])

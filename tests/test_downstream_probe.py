@@ -1,0 +1,115 @@
+"""Probe layer selection and ProbeBrain training on synthetic embeddings."""
+import pytest
+import torch
+from speechbrain.nnet.schedulers import ReduceLROnPlateau
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.epoch_loop import EpochCounterWithStopper
+from speechbrain.utils.train_logger import FileTrainLogger
+
+from muselq_sb.downstream.brain import ProbeBrain, WindowDataset
+from muselq_sb.downstream.probe import LayerSelector, Probe
+
+
+def layered(batch=2, layers=4, dim=3):
+    # layer l of every example is filled with the value l
+    return torch.arange(layers, dtype=torch.float).view(1, layers, 1).expand(batch, layers, dim)
+
+
+@pytest.mark.parametrize("layer, value", [(0, 0.0), (2, 2.0), (-1, 3.0), ("mean", 1.5)])
+def test_layer_selection_modes(layer, value):
+    out = LayerSelector(4, layer)(layered())
+    assert out.shape == (2, 3)
+    assert torch.all(out == value)
+
+
+def test_weighted_layers_start_uniform_and_learn():
+    selector = LayerSelector(4, "weighted")
+    x = layered()
+    assert torch.allclose(selector(x), torch.full((2, 3), 1.5))
+    selector(x).sum().backward()
+    assert selector.layer_logits.grad is not None
+    assert selector.layer_logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layer", ["last", 4, -5, "weighted_sum"])
+def test_invalid_layer_options_fail_at_construction(layer):
+    with pytest.raises(ValueError, match="layer"):
+        LayerSelector(4, layer)
+
+
+def test_probe_architecture_is_the_papers():
+    probe = Probe(num_layers=3, input_dim=16, n_outputs=5, layer="mean")
+    linear1, act, drop, linear2 = probe.mlp
+    assert (linear1.in_features, linear1.out_features) == (16, 512)
+    assert isinstance(act, torch.nn.ReLU) and drop.p == 0.25
+    assert linear2.out_features == 5
+    assert probe(torch.randn(7, 3, 16)).shape == (7, 5)
+
+
+def separable_split(n_items, centres, generator, layers=3, windows=2):
+    """Class information lives in layer 1 only; other layers are noise."""
+    n_classes, dim = centres.shape
+    targets = torch.arange(n_items) % n_classes
+    emb = torch.randn(n_items, windows, layers, dim, generator=generator)
+    noise = torch.randn(n_items, windows, dim, generator=generator)
+    emb[:, :, 1] = centres[targets][:, None] + 0.3 * noise
+    return list(emb.half()), targets, [f"item{i}" for i in range(n_items)]
+
+
+def make_brain(tmp_path, task, probe, epochs=15, patience=15):
+    counter = EpochCounterWithStopper(epochs, patience, 0, "max")
+    return ProbeBrain(
+        modules={"probe": probe},
+        opt_class=lambda params: torch.optim.Adam(params, lr=0.01),
+        hparams={"task": task, "main_metric": None, "epoch_counter": counter,
+                 "lr_annealing": ReduceLROnPlateau(1e-5, 0.5, 5, 0),
+                 "train_logger": FileTrainLogger(str(tmp_path / "log.txt"))},
+        run_opts={"noprogressbar": True, "device": "cpu"},
+        checkpointer=Checkpointer(tmp_path / "save", {"probe": probe, "counter": counter}),
+    )
+
+
+def test_probe_learns_a_separable_task_far_above_chance(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    n_classes = 5
+    task = {"name": "toy", "type": "multiclass", "classes": [str(c) for c in range(n_classes)],
+            "metrics": ["accuracy"]}
+    centres = 3 * torch.randn(n_classes, 8, generator=gen)
+    train = WindowDataset(*separable_split(100, centres, gen))
+    valid = WindowDataset(*separable_split(25, centres, gen))
+    torch.manual_seed(0)
+    brain = make_brain(tmp_path, task, Probe(3, 8, n_classes, layer="weighted", hidden_dim=32))
+    brain.fit(brain.hparams.epoch_counter, train, valid,
+              train_loader_kwargs={"batch_size": 16, "shuffle": True},
+              valid_loader_kwargs={"batch_size": 16})
+    brain.evaluate(valid, max_key="accuracy", test_loader_kwargs={"batch_size": 16})
+    assert brain.test_stats["accuracy"] >= 0.9  # chance is 0.2
+    best = brain.checkpointer.find_checkpoint(max_key="accuracy")
+    assert best.meta["accuracy"] == pytest.approx(brain.test_stats["accuracy"])
+    # the learned layer weights favour the informative layer
+    weights = torch.softmax(brain.modules.probe.select.layer_logits, 0)
+    assert weights.argmax().item() == 1
+
+
+def test_early_stopping_and_regression_targets(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 1, 2, 4, generator=gen)
+    y = torch.stack([x[:, 0, 0, 0], -x[:, 0, 0, 1]], 1)  # linear in layer 0
+    task = {"name": "emo", "type": "regression", "target": ["arousal", "valence"],
+            "metrics": ["r2_arousal", "r2_valence"]}
+    data = WindowDataset(list(x), y, [str(i) for i in range(60)])
+    torch.manual_seed(0)
+    brain = make_brain(tmp_path, task, Probe(2, 4, 2, layer=0, hidden_dim=32),
+                       epochs=200, patience=3)
+    brain.fit(brain.hparams.epoch_counter, data, data,
+              train_loader_kwargs={"batch_size": 10, "shuffle": True},
+              valid_loader_kwargs={"batch_size": 10})
+    counter = brain.hparams.epoch_counter
+    assert counter.should_stop and counter.current < 200
+    brain.evaluate(data, max_key="r2", test_loader_kwargs={"batch_size": 10})
+    assert brain.test_stats["r2_arousal"] > 0.8 and brain.test_stats["r2_valence"] > 0.8
+
+
+def test_window_dataset_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="one of each per item"):
+        WindowDataset([torch.zeros(1, 2, 3)], torch.tensor([0, 1]), ["a"])

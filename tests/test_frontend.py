@@ -1,0 +1,77 @@
+"""Front-end: mel shape/rate, normalisation, and 25 Hz alignment."""
+import pytest
+import torch
+
+from muselq_sb.lobes.branchformer import BranchformerEncoder
+from muselq_sb.lobes.frontend import (
+    ConvSubsampling,
+    FeatureNormalizer,
+    MelFrontend,
+    n_stacked_frames,
+    stack_frames,
+)
+from muselq_sb.lobes.model import MusicModel
+
+
+def test_mel_rate_and_lengths():
+    fe = MelFrontend()
+    mel, lens = fe(torch.randn(2, 24000 * 3), torch.tensor([1.0, 0.5]))
+    assert mel.shape == (2, 301, 128)
+    assert lens.tolist() == [301, 151]
+    assert fe.frame_rate == 100.0
+
+
+@pytest.mark.parametrize("n_frames", [37, 38, 39, 40, 41])
+def test_subsampling_frame_t_sees_exactly_mel_frames_4t_to_4t_plus_3(n_frames):
+    """Encoder frame t and target frame t cover the same mel frames."""
+    sub = ConvSubsampling(n_mels=8, channels=6, d_model=4)
+    mel = torch.randn(1, n_frames, 8, requires_grad=True)
+    out = sub(mel)
+    targets = stack_frames(mel.detach(), 4)
+    assert out.shape[1] == targets.shape[1] == -(-n_frames // 4)
+    for t in range(out.shape[1]):
+        grad, = torch.autograd.grad(out[0, t].sum(), mel, retain_graph=True)
+        touched = grad[0].abs().sum(-1).nonzero().flatten().tolist()
+        assert touched == [f for f in range(4 * t, 4 * t + 4) if f < n_frames]
+        # the stacked target t is made of the same frames
+        expected = mel[0, 4 * t:4 * t + 4].detach().reshape(-1)
+        assert torch.equal(targets[0, t, :expected.numel()], expected)
+
+
+@pytest.mark.parametrize("n_samples", [24000, 24000 + 240 * 3, 24000 + 480 + 7])
+def test_model_output_length_matches_targets(n_samples):
+    enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                              csgu_linear_units=32)
+    model = MusicModel(enc, d_model=16, subsampling_channels=16).eval()
+    wav = torch.randn(1, n_samples)
+    mel, lens = model.features(wav, torch.ones(1))
+    hidden = model.encode(mel, lens)
+    assert hidden[-1].shape[1] == model.targets(mel).shape[1]
+    assert hidden[-1].shape[1] == n_stacked_frames(n_samples)
+    assert int(model.output_lengths(wav, torch.ones(1))) == n_stacked_frames(n_samples)
+
+
+def test_normalizer_global_stats_saved_and_frozen():
+    norm = FeatureNormalizer(4, max_frames=100).train()
+    x = torch.randn(2, 30, 4) * 3 + 7
+    lens = torch.tensor([30, 20])
+    y = norm(x, lens)
+    valid = torch.cat([x[0], x[1, :20]])
+    assert torch.allclose(norm.mean, valid.mean(0), atol=1e-4)
+    assert torch.allclose(norm.std, valid.std(0, unbiased=False), atol=1e-4)
+    assert torch.all(y[1, 20:] == 0)  # padding stays zero
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    assert {"mean", "std", "count"} <= set(state)
+    norm(torch.randn(2, 30, 4), lens)  # reaches max_frames (50 + 50 >= 100)
+    frozen = norm.mean.clone()
+    norm(torch.randn(2, 30, 4) + 100, lens)
+    assert torch.equal(norm.mean, frozen)
+    fresh = FeatureNormalizer(4)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.mean, state["mean"])
+
+
+def test_normalizer_eval_does_not_update():
+    norm = FeatureNormalizer(3).eval()
+    norm(torch.randn(1, 10, 3) + 5, torch.tensor([10]))
+    assert float(norm.count) == 0.0
