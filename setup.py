@@ -28,8 +28,12 @@ INSTALL_REQUIRES = [
     "psutil==7.*",
 ]
 EXTRAS = {
-    "dev": ["pytest==9.*", "hypothesis==6.*"],
-    "bench": ["transformers==4.*", "onnx", "onnxruntime"],
+    "dev": [
+        "pytest==9.*", "hypothesis==6.*", "onnx==1.23.*",
+        "onnxruntime==1.31.*", "onnxscript==0.7.*",
+    ],
+    "bench": ["transformers==5.*"],
+    "export": ["onnx==1.23.*", "onnxruntime==1.31.*", "onnxscript==0.7.*"],
 }
 
 setup(

@@ -64,6 +64,7 @@ def make_encoder_folder(root: Path) -> Path:
     ckpt.mkdir(parents=True)
     (root / "run" / "hyperparams.yaml").write_text("d_model: 2\n")
     (ckpt / "model.ckpt").write_bytes(b"weights v1")
+    (ckpt / "CKPT.yaml").write_text("unixtime: 100\n")
     return root / "run"
 
 
@@ -145,6 +146,8 @@ def test_cache_reused_then_reextracted_when_checkpoint_changes(tmp_path):
     newer = run / "save" / "CKPT+2024-02-01+00-00-00+00"
     newer.mkdir()
     (newer / "model.ckpt").write_bytes(b"weights v3")
+    assert extract()["reused"]  # incomplete (no CKPT.yaml): not the latest
+    (newer / "CKPT.yaml").write_text("unixtime: 200\n")
     assert not extract()["reused"]
     # another window setting is another cache content
     assert not load_or_extract(task, "test", tmp_path / "cache", factory,

@@ -1,7 +1,6 @@
 """The downstream suite end to end on tiny task folders, and the recipe."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,40 +14,37 @@ from tests.fixtures.audio import write_audio
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 24000
-LOADER = "!name:tests.test_downstream_suite.load_tiny_model"
-FAST = f"number_of_epochs: 2\nbatch_size: 4\nhidden_dim: 16\nmodel_loader: {LOADER}\n"
+FAST = "number_of_epochs: 2\nbatch_size: 4\nhidden_dim: 16\n"
 
 
-def tiny_model():
-    from muselq_sb.lobes.branchformer import BranchformerEncoder
-    from muselq_sb.lobes.model import MusicModel
-
-    encoder = BranchformerEncoder(2, d_model=16, nhead=2, kernel_size=3,
-                                  csgu_linear_units=32)
-    return MusicModel(encoder, d_model=16, subsampling_channels=16)
-
-
-def load_tiny_model(folder, random_init=False, device="cpu"):
-    """Stands in for ``load_music_model`` (same contract) in these tests."""
-    model = tiny_model()
-    ckpt = sorted(Path(folder).glob("save/CKPT+*"))[-1] / "model.ckpt"
-    state = torch.load(ckpt, map_location=device)
-    if random_init:  # keep only the saved input statistics
-        state = {k: v for k, v in state.items() if k.startswith("normalizer.")}
-    model.load_state_dict(state, strict=not random_init)
-    return model.to(device).eval()
+RUN_HPARAMS = """\
+model: !new:muselq_sb.lobes.model.MusicModel
+    encoder: !new:muselq_sb.lobes.branchformer.BranchformerEncoder
+        num_layers: 2
+        d_model: 16
+        nhead: 2
+        kernel_size: 3
+        csgu_linear_units: 32
+    d_model: 16
+    subsampling_channels: 16
+"""
 
 
 def make_run(root: Path) -> Path:
+    """A pre-training output folder as ``load_music_model`` reads it."""
+    from hyperpyyaml import load_hyperpyyaml
+
     run = root / "brn_tiny"
     ckpt = run / "save" / "CKPT+2024-01-01+00-00-00+00"
     ckpt.mkdir(parents=True)
-    (run / "hyperparams.yaml").write_text("d_model: 16\n")
+    (run / "hyperparams.yaml").write_text(RUN_HPARAMS)
     torch.manual_seed(0)
-    model = tiny_model()
+    model = load_hyperpyyaml(RUN_HPARAMS)["model"]
     model.normalizer.mean.fill_(-5.0)
     model.normalizer.std.fill_(3.0)
-    torch.save(model.state_dict(), ckpt / "model.ckpt")
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save(state, ckpt / "ssl_model.ckpt")
+    (ckpt / "CKPT.yaml").write_text("unixtime: 100\n")
     return run
 
 
@@ -182,11 +178,10 @@ def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
     cmd = [sys.executable, str(REPO / "recipes" / "downstream" / "train.py"),
            str(REPO / "hparams" / "downstream" / "giantsteps_key.yaml"),
            f"--task_folder={tasks / 'giantsteps_key'}", f"--encoder={run}",
-           f"--output_folder={out}", f"--model_loader={LOADER}",
+           f"--output_folder={out}",
            "--hidden_dim=16", "--layer=-1", "--debug", "--device=cpu",
            "--noprogressbar"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True,
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

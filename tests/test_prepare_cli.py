@@ -2,11 +2,13 @@
 import doctest
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 import muselq_sb.prepare.__main__ as dispatcher
 from muselq_sb.dataio.manifest import read_task
+from muselq_sb.prepare.common import PrepareError
 from tests.fixtures.nsynth import write_nsynth_tree
 from tests.fixtures.vocalset import write_vocalset_tree
 
@@ -74,6 +76,57 @@ def test_prepare_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / 'songs_info.csv'}: ")
     assert "Traceback" not in err
+
+
+MODULES_WITH_SHARED_CLI = ("gtzan", "mtat", "mtg_jamendo", "giantsteps",
+                           "emomusic", "nsynth", "vocalset")
+
+
+@pytest.mark.parametrize("name", MODULES_WITH_SHARED_CLI)
+def test_dataset_usage_names_the_command(name, capsys):
+    with pytest.raises(SystemExit) as err:
+        dispatcher.main([name, "--help"])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: python -m muselq_sb.prepare {name} ")
+    assert "--data_folder" in out and "--save_folder" in out
+
+
+@pytest.mark.parametrize("name", MODULES_WITH_SHARED_CLI)
+def test_prepare_error_is_one_line_in_every_module(name, tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    args = ["--data_folder", str(missing), "--save_folder", str(tmp_path / "o")]
+    assert dispatcher.main([name, *args]) == 1
+    via_dispatcher = capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        dispatcher.load_module(name).main(args)
+    assert err.value.code == 1
+    direct = capsys.readouterr().err
+    assert via_dispatcher == direct
+    assert direct.startswith("error: ") and direct.count("\n") == 1
+
+
+def test_module_run_directly_reports_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "muselq_sb.prepare.vocalset",
+         "--data_folder", str(tmp_path), "--save_folder", str(tmp_path / "o")],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: {tmp_path / 'FULL'}: VocalSet FULL folder not found\n")
+
+
+def test_status_of_modules_without_run_cli(monkeypatch, capsys, tmp_path):
+    def raises(argv):
+        raise PrepareError("bad row", tmp_path / "a.csv", 3)
+
+    modules = {"raises": SimpleNamespace(main=raises),
+               "path": SimpleNamespace(main=lambda argv: tmp_path)}
+    monkeypatch.setattr(dispatcher, "load_module", modules.__getitem__)
+    assert dispatcher.main(["raises"]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'a.csv'}:3: bad row\n"
+    assert dispatcher.main(["path"]) == 0  # a main returning its task folder
 
 
 def test_docstring_examples():

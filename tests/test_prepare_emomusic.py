@@ -48,6 +48,7 @@ def test_splits_and_normalised_targets(tree, tmp_path):
     assert info["target"] == ["arousal", "valence"]
     assert info["metrics"] == ["r2_arousal", "r2_valence"]
     assert info["skipped"] == {"missing": 744 - len(songs), "unreadable": 0}
+    assert "7" in info["skipped_paths"]["missing"]  # no annotation row: its ID
     for split, rows in manifests(folder).items():
         assert sorted(r["ID"] for r in rows) == sorted(
             s for s, v in songs.items() if v["split"] == split)
@@ -99,7 +100,7 @@ def test_songs_missing_from_the_tree_raise_by_default(tree, tmp_path):
 def test_missing_audio_raises_or_is_skipped(tree, tmp_path):
     os.remove(tree["songs"]["5"]["path"])
     split_list = subset_list(tree, tmp_path)
-    with pytest.raises(PrepareError, match=r"5\.mp3 not found") as err:
+    with pytest.raises(PrepareError, match=r"5\.mp3 of item 5 not found") as err:
         prepare_emomusic(tree["root"], tmp_path / "out",
                          split_list=split_list)
     # Header on line 1, then songs 2, 3, 4, 5 on lines 2..5.
@@ -107,6 +108,8 @@ def test_missing_audio_raises_or_is_skipped(tree, tmp_path):
     folder = prepare_emomusic(tree["root"], tmp_path / "out",
                               split_list=split_list, allow_missing=True)
     assert read_task(folder)["skipped"]["missing"] == 1
+    assert read_task(folder)["skipped_paths"]["missing"] == [
+        tree["songs"]["5"]["path"]]
     assert "5" not in {r["ID"] for r in read_manifest(folder / "train.csv")}
 
 
@@ -161,6 +164,7 @@ def test_corrupt_audio_is_logged_and_skipped(tree, tmp_path, caplog):
                                   split_list=subset_list(tree, tmp_path))
     assert bad in caplog.text
     assert read_task(folder)["skipped"] == {"missing": 0, "unreadable": 1}
+    assert read_task(folder)["skipped_paths"]["unreadable"] == [bad]
     assert "13" not in {r["ID"] for r in read_manifest(folder / "train.csv")}
 
 

@@ -73,6 +73,8 @@ def test_missing_wav_raises_or_is_skipped(tree, tmp_path):
                                    allow_missing=True)
     assert read_task(instrument)["skipped"] == {"missing": 1,
                                                 "unreadable": 0}
+    assert read_task(instrument)["skipped_paths"]["missing"] == [
+        str(tree["root"] / "nsynth-valid" / "audio" / f"{note}.wav")]
     valid = read_manifest(instrument / "valid.csv")
     assert [r["ID"] for r in valid] == ["guitar_electronic_012-064-050"]
 
@@ -127,6 +129,7 @@ def test_corrupt_wav_is_logged_and_skipped(tree, tmp_path, caplog):
         instrument, pitch = prepare_nsynth(tree["root"], tmp_path / "out")
     assert str(bad) in caplog.text
     assert read_task(pitch)["skipped"] == {"missing": 0, "unreadable": 1}
+    assert read_task(pitch)["skipped_paths"]["unreadable"] == [str(bad)]
     assert [r["ID"] for r in read_manifest(pitch / "test.csv")] == [
         "flute_acoustic_002-077-100"]
 

@@ -106,6 +106,8 @@ def test_left_out_files(tree, tmp_path):
     for folder in folders:
         assert read_task(folder)["skipped"] == {"unreadable": 0,
                                                 "too_short": 1}
+        assert read_task(folder)["skipped_paths"] == {
+            "unreadable": [], "too_short": tree["too_short_paths"]}
         rows = [r for rows in manifests(folder).values() for r in rows]
         paths = {r["path"] for r in rows}
         groups = {r["group"] for r in rows}

@@ -202,17 +202,21 @@ def parse_encoder(spec: str) -> tuple[str, Path]:
 def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
     """Hash of a pre-training run's ``hyperparams.yaml`` and latest checkpoint.
 
-    The checkpoint files are identified by name, size and mtime, so a new
-    save (or a copied run) changes it; nothing large is read.
+    The latest complete ``save/CKPT+*`` folder (as the model loader picks
+    it) is identified by its files' names, sizes and mtimes, so a new save
+    (or a copied run) changes the hash; nothing large is read.
 
     Example
     -------
     >>> d = Path(tempfile.mkdtemp())
     >>> (d / "save" / "CKPT+1").mkdir(parents=True)
+    >>> _ = (d / "save" / "CKPT+1" / "CKPT.yaml").write_text("unixtime: 1")
     >>> _ = (d / "hyperparams.yaml").write_text("d_model: 8")
     >>> len(checkpoint_fingerprint(d))
     40
     """
+    from muselq_sb.lobes.model import latest_checkpoint
+
     folder = Path(folder)
     hparams = folder / "hyperparams.yaml"
     if not hparams.is_file():
@@ -220,11 +224,9 @@ def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
             f"{hparams} not found: expected a pre-training output folder"
         )
     digest = hashlib.sha1(hparams.read_bytes())
-    ckpts = sorted((folder / "save").glob("CKPT+*"))
-    if ckpts:
-        for f in sorted(ckpts[-1].iterdir()):
-            stat = f.stat()
-            digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for f in sorted(latest_checkpoint(folder / "save").iterdir()):
+        stat = f.stat()
+        digest.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
@@ -234,6 +236,8 @@ def encoder_identity(spec: str, seed: int = 0) -> dict:
     Example
     -------
     >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "save" / "CKPT+1").mkdir(parents=True)
+    >>> _ = (d / "save" / "CKPT+1" / "CKPT.yaml").write_text("unixtime: 1")
     >>> _ = (d / "hyperparams.yaml").write_text("d_model: 8")
     >>> sorted(encoder_identity(f"random:{d}", seed=3))
     ['checkpoint', 'kind', 'seed']
@@ -270,6 +274,14 @@ def load_pooler(
     nn.Module
         :class:`HiddenStatePooler` or :class:`LogMelPooler`, in eval mode
         without gradients.
+
+    Example
+    -------
+    >>> def load(folder, random_init, device):
+    ...     return nn.Linear(2, 2)
+    >>> pooler = load_pooler("logmel:/runs/x", load_model=load)
+    >>> type(pooler).__name__, pooler.training
+    ('LogMelPooler', False)
     """
     kind, folder = parse_encoder(spec)
     if load_model is None:
@@ -326,9 +338,8 @@ class _ItemWindows(torch.utils.data.Dataset):
         start = float(row["start"]) if row.get("start") else None
         stop = float(row["stop"]) if row.get("stop") else None
         if cfg.crop_seconds is not None:
-            stop = (start or 0.0) + cfg.crop_seconds if stop is None else min(
-                stop, (start or 0.0) + cfg.crop_seconds
-            )
+            end = (start or 0.0) + cfg.crop_seconds
+            stop = end if stop is None else min(stop, end)
         try:
             wav = load_audio(row["path"], start, stop, cfg.sample_rate)
         except AudioError as err:
@@ -373,6 +384,19 @@ def extract_split(
     dict
         ``ids`` (kept items, manifest order), ``embeddings`` (one float16
         [n_windows, L+1, d] per kept item) and ``skipped`` (unreadable IDs).
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(f, np.zeros(24000 * 5, "float32"), 24000)
+    >>> class Toy(nn.Module):  # one "layer": the window length in seconds
+    ...     def forward(self, wavs, wav_lens):
+    ...         return torch.full((len(wavs), 1, 1), wavs.shape[1] / 24000)
+    >>> rows = [{"ID": "a", "path": f}, {"ID": "b", "path": f + ".gone"}]
+    >>> out = extract_split(rows, Toy(), WindowConfig(2.0), desc="doc")
+    >>> out["ids"], out["embeddings"][0].flatten().tolist(), out["skipped"]
+    (['a'], [2.0, 2.0, 1.0], ['b'])
     """
     tensors = itertools.chain(pooler.parameters(), pooler.buffers())
     device = next((t.device for t in tensors), torch.device("cpu"))

@@ -30,7 +30,7 @@ from muselq_sb.downstream.targets import TaskTargets, item_groups
 logger = logging.getLogger(__name__)
 
 
-def extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
+def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
     """Cached embeddings of every split of ``hparams["task_folder"]``.
 
     The encoder is loaded only if a split needs (re-)extraction, and freed
@@ -67,16 +67,43 @@ def build_datasets(
 ) -> tuple[dict[str, WindowDataset], dict]:
     """One :class:`WindowDataset` per split, regression targets standardised.
 
-    Returns the datasets and the standardisation statistics (empty unless
-    the task is a regression; R2 is unchanged by it).
+    Arguments
+    ---------
+    task_folder : path-like
+        The prepared task folder (its ``<split>.csv`` give the targets).
+    task : mapping
+        Its ``task.json``.
+    splits : mapping
+        ``{split: cached embeddings}`` as :func:`load_or_extract` returns.
+
+    Returns
+    -------
+    (datasets, standardisation)
+        ``{split: WindowDataset}`` and the train mean/std of regression
+        targets (empty otherwise; R2 is unchanged by standardising).
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from muselq_sb.dataio.manifest import write_task
+    >>> rows = [{"ID": i, "path": "/a.wav", "duration": 1.0, "tempo": t}
+    ...         for i, t in (("a", 90.0), ("b", 110.0), ("c", 0.0))]
+    >>> d = write_task(tempfile.mkdtemp(), "toy", "regression", ["tempo"],
+    ...                {"train": rows}, metrics=["r2"])
+    >>> cache = {"train": {"ids": ["a", "b"], "embeddings": [torch.zeros(1, 2, 3)] * 2}}
+    >>> sets, stats = build_datasets(d, {"type": "regression", "target": ["tempo"]}, cache)
+    >>> sets["train"].targets.squeeze(1).tolist(), stats["mean"]
+    ([-0.7071067690849304, 0.7071067690849304], [100.0])
     """
     targets = TaskTargets(task)
     encoded = {}
     for split, data in splits.items():
         csv = Path(task_folder) / f"{split}.csv"
-        rows = {row["ID"]: row for row in read_manifest(csv)}
-        kept = [rows[i] for i in data["ids"]]
-        encoded[split] = (targets.encode(kept, csv), item_groups(kept))
+        rows = read_manifest(csv)
+        values = targets.encode(rows, csv)  # validates every row
+        position = {row["ID"]: i for i, row in enumerate(rows)}
+        kept = [position[i] for i in data["ids"]]
+        encoded[split] = (values[kept], item_groups([rows[i] for i in kept]))
     stats: dict = {}
     if task["type"] == "regression":
         train = encoded["train"][0]
@@ -109,6 +136,11 @@ def run_probe_experiment(
     dict
         The content of ``results.json``: task, encoder, main metric, best
         valid score, test metrics, item counts and skipped items per split.
+
+    Example
+    -------
+    Too slow for a doctest (it trains); ``tests/test_downstream_suite.py``
+    runs it through the suite and ``recipes/downstream/train.py``.
     """
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -124,7 +156,7 @@ def run_probe_experiment(
             hparams["task_name"], hparams["task_folder"], task["name"],
         )
     device = run_opts.get("device", "cpu")
-    splits = extract_embeddings(hparams, device)
+    splits = _extract_embeddings(hparams, device)
     datasets, scaler = build_datasets(hparams["task_folder"], task, splits)
     train = datasets["train"]
     probe = hparams["probe"](

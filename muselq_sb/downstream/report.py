@@ -80,7 +80,18 @@ def table_rows(
     run_name: str,
     with_paper: bool,
 ) -> dict[str, list[float | str]]:
-    """``{row name: [value per column]}``: paper rows (optional), then ours."""
+    """``{row name: [value per column]}``: paper rows (optional), then ours.
+
+    Example
+    -------
+    >>> cols = [Column("GTZAN", "gtzan", "accuracy"), Column("GS", "giantsteps_key",
+    ...                                                      "key_weighted")]
+    >>> results = {"checkpoint": {"gtzan": {"test": {"accuracy": 0.5}},
+    ...                           "giantsteps_key": {"error": "boom"}}}
+    >>> rows = table_rows(results, cols, "brn", with_paper=True)
+    >>> rows["paper: MERT-330M"], rows["ours: brn"]
+    ([0.689, 0.856], [0.5, 'failed'])
+    """
     rows: dict[str, list[float | str]] = {}
     if with_paper:
         for model, values in paper_rows().items():
@@ -156,6 +167,17 @@ def write_report(
     -------
     list of Path
         The files written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> results = {"checkpoint": {"gtzan": {"test": {"accuracy": 0.5}}},
+    ...            "random": {"gtzan": {"test": {"accuracy": 0.25}}}}
+    >>> files = write_report(results, tempfile.mkdtemp(), run_name="brn")
+    >>> [f.name for f in files]
+    ['results.md', 'results.csv', 'results.png']
+    >>> "| ours: random init |" in files[0].read_text()
+    True
     """
     out = Path(output_folder)
     main, other = table_columns(results)

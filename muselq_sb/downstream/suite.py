@@ -134,6 +134,11 @@ def run_suite(
     -------
     dict
         ``{variant: {task: results}}``; a failed run has ``{"error": ...}``.
+
+    Example
+    -------
+    Too slow for a doctest (it trains probes); see
+    ``tests/test_downstream_suite.py`` and ``recipes/downstream/run_suite.py``.
     """
     output_folder = Path(output_folder)
     found = discover_tasks(tasks_root, tasks)

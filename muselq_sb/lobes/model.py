@@ -6,9 +6,11 @@ Authors
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 from speechbrain.nnet.attention import RelPosEncXL
 from torch import nn
 
@@ -134,3 +136,75 @@ class MusicModel(nn.Module):
         """Valid encoder frames per example (absolute)."""
         n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
         return stacked_lengths(self.frontend.frame_lengths(n_samples), self.stack)
+
+
+def latest_checkpoint(save_folder: str | Path) -> Path:
+    """The most recent complete checkpoint folder (``CKPT+*``) of a run.
+
+    A folder counts only when its ``CKPT.yaml`` exists (written last by
+    SpeechBrain), so a checkpoint cut by a crash is never picked.
+    """
+    save_folder = Path(save_folder)
+    candidates = []
+    for folder in save_folder.glob("CKPT+*"):
+        meta = folder / "CKPT.yaml"
+        if meta.is_file():
+            with open(meta, encoding="utf-8") as f:
+                info = yaml.safe_load(f) or {}
+            candidates.append((float(info.get("unixtime", 0)), folder.name, folder))
+    if not candidates:
+        raise FileNotFoundError(f"no complete checkpoint in {save_folder}")
+    return max(candidates)[2]
+
+
+def load_music_model(
+    source: str | Path,
+    random_init: bool = False,
+    device: str = "cpu",
+    overrides: Optional[dict] = None,
+) -> MusicModel:
+    """Loads the encoder of a pre-training run, frozen, in eval mode.
+
+    Arguments
+    ---------
+    source : path-like
+        A pre-training output folder (its ``hyperparams.yaml`` and the
+        latest ``save/CKPT+*/ssl_model.ckpt``).
+    random_init : bool
+        Same architecture with random weights, keeping the saved input
+        normalisation statistics (the random-weights baseline).
+    device : str
+        Where to put the model.
+    overrides : dict, optional
+        HyperPyYAML overrides applied when rebuilding the model.
+
+    Returns
+    -------
+    MusicModel
+        With ``requires_grad`` off and ``eval()`` mode.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    source = Path(source)
+    hparams_file = source / "hyperparams.yaml"
+    if not hparams_file.is_file():
+        raise FileNotFoundError(
+            f"{hparams_file} not found: source must be a pre-training "
+            "output folder"
+        )
+    with open(hparams_file, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides or {})
+    model: MusicModel = hparams["model"]
+    ckpt = latest_checkpoint(source / "save") / "ssl_model.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    prefix = "model."
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if random_init:
+        own = {k: v for k, v in own.items() if k.startswith("normalizer.")}
+        model.load_state_dict(own, strict=False)
+    else:
+        model.load_state_dict(own, strict=True)
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -8,7 +8,8 @@ Usage::
 ``<dataset>`` names a module ``muselq_sb.prepare.<dataset>``; it is imported
 only when asked for, so a data set whose module fails to import does not
 affect the others. A ``PrepareError`` is reported as one line (exit status
-1) instead of a traceback.
+1) instead of a traceback, as ``python -m muselq_sb.prepare.<dataset>``
+does (``muselq_sb.prepare.common.run_cli``).
 
 Authors
  * muselq_sb team
@@ -20,7 +21,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from muselq_sb.prepare.common import PrepareError
+from muselq_sb.prepare.common import PrepareError, PrepareExit, report_error
 
 DATASETS = ("music4all", "fma", "folder", "mtat", "mtg_jamendo", "giantsteps",
             "gtzan", "emomusic", "nsynth", "vocalset")
@@ -81,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The data set's exit status; 1 after a ``PrepareError``, whose
-        message is printed to stderr.
+        The data set's exit status (0 when its ``main`` returns no int);
+        1 after a ``PrepareError``, whose message is printed to stderr.
 
     Example
     -------
@@ -96,10 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     module = load_module(args[0])
     try:
-        return module.main(args[1:]) or 0
+        status = module.main(args[1:])
+    except PrepareExit as reported:  # by the data set's run_cli
+        return reported.code
     except PrepareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import soundfile as sf
 
@@ -168,6 +168,58 @@ def count_labels(
             if name:
                 counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def tsv_rows(
+    path: str | os.PathLike, header: Sequence[str], what: str,
+    more_fields: bool = False,
+) -> Iterator[tuple[int, list[str]]]:
+    """Yields ``(line, fields)`` of a tab-separated file after its header.
+
+    CRLF line ends are tolerated, header fields are stripped, blank lines
+    skipped; a file that is absent, a wrong header or a row with a wrong
+    number of fields raises ``PrepareError`` naming the file and line.
+
+    Arguments
+    ---------
+    path : path-like
+        The file.
+    header : sequence of str
+        The expected header.
+    what : str
+        What the file is (for the "not found" error).
+    more_fields : bool
+        Rows may have more fields than the header (a list spread over the
+        last columns).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "a.tsv"
+    >>> _ = f.write_bytes(b"id\\tkey \\r\\n5061\\tD# minor\\r\\n\\r\\n")
+    >>> list(tsv_rows(f, ["id", "key"], "key list"))
+    [(2, ['5061', 'D# minor'])]
+    """
+    path = require_file(path, what)
+    with open(path, encoding="utf-8", newline="") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if line_no == 1:
+                if [h.strip() for h in fields] != list(header):
+                    raise PrepareError(
+                        f"header {fields} is not {list(header)}", path, line_no)
+                continue
+            if fields == [""]:
+                continue
+            if len(fields) < len(header) or (
+                    len(fields) > len(header) and not more_fields):
+                at_least, etc = ("at least ", " ...") if more_fields else ("", "")
+                raise PrepareError(
+                    f"expected {at_least}{len(header)} tab-separated fields "
+                    f"({', '.join(header)}{etc}), found {len(fields)}",
+                    path, line_no,
+                )
+            yield line_no, fields
 
 
 @dataclass(frozen=True)

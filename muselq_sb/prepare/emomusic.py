@@ -28,36 +28,30 @@ Authors
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import logging
 import os
 import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from muselq_sb.dataio.manifest import (
-    SPLITS,
-    is_up_to_date,
-    read_task,
-    write_task,
-)
+from muselq_sb.dataio.manifest import SPLITS
 from muselq_sb.prepare.common import (
+    SPLITS_DIR,
+    Built,
+    ListedAudio,
     PrepareError,
-    audio_duration,
+    TaskSpec,
+    listed_audio_rows,
+    prepare_parser,
+    prepare_tasks,
     require_file,
-    summarize_task,
+    run_cli,
 )
 
-logger = logging.getLogger(__name__)
-
-TASK = "emomusic"
 TARGETS = ("arousal", "valence")
 METRICS = ("r2_arousal", "r2_valence")
-SPLIT_LIST = (
-    Path(__file__).resolve().parent.parent
-    / "resources" / "splits" / "emomusic" / "marble_split.tsv"
-)
+TASK = TaskSpec("emomusic", "regression", TARGETS, metrics=METRICS)
+SPLIT_LIST = SPLITS_DIR / "emomusic" / "marble_split.tsv"
 # MediaEval 2013 set of each split of the list (checked against songs_info).
 MEDIAEVAL_SET = {"train": "development", "valid": "development",
                  "test": "evaluation"}
@@ -182,89 +176,64 @@ def _rating(
     return value
 
 
-class _MissingItemError(PrepareError):
-    """An item of the split list has no annotation row or no audio file."""
-
-
-def _locate_audio(
-    song: str, split: str, info: Mapping[str, tuple[int, dict[str, str]]],
-    static: Mapping[str, tuple[int, dict[str, str]]], info_path: Path,
-    static_path: Path, data_folder: Path,
-) -> Path:
-    """The mp3 of ``song``, after checking its annotations and its set."""
-    for rows, path in ((info, info_path), (static, static_path)):
-        if song not in rows:
-            raise _MissingItemError(
-                f"no row for song {song} of the split list", path
-            )
-    line, row = info[song]
-    if row["Mediaeval 2013 set"] != MEDIAEVAL_SET[split]:
-        raise PrepareError(
-            f"song {song} is in the MediaEval {row['Mediaeval 2013 set']!r}"
-            f" set but the split list puts it in {split!r} (expected "
-            f"{MEDIAEVAL_SET[split]!r})", info_path, line,
-        )
-    audio = data_folder / "clips_45seconds" / row["file_name"]
-    if not audio.is_file():
-        raise _MissingItemError(f"audio file {audio} not found", info_path,
-                               line)
-    return audio
-
-
-def _collect_songs(
+def _listed_songs(
     data_folder: Path, annotation_folder: Path, split_list: Path,
     allow_missing: bool,
-) -> tuple[list[dict], dict[str, int]]:
-    """Rows (raw ratings, full clip) of every usable song, and skip counts."""
+) -> tuple[dict[str, list[ListedAudio]], list[str]]:
+    """The songs of the split list with their raw ratings, by split, and
+    the songs skipped for lack of an annotation row (``allow_missing``)."""
     info_path = annotation_folder / "songs_info.csv"
     static_path = annotation_folder / "static_annotations.csv"
     info = read_annotation_csv(info_path, SONGS_INFO_COLUMNS)
     static = read_annotation_csv(static_path, STATIC_COLUMNS)
-    rows: list[dict] = []
-    skipped = {"missing": 0, "unreadable": 0}
+    listed: dict[str, list[ListedAudio]] = {s: [] for s in SPLITS}
+    unannotated = []
     for song, split in sorted(read_split_list(split_list).items(),
                               key=lambda item: int(item[0])):
-        try:
-            audio = _locate_audio(song, split, info, static, info_path,
-                                  static_path, data_folder)
-        except _MissingItemError:
+        lacking = [path for rows, path in ((info, info_path),
+                                           (static, static_path))
+                   if song not in rows]
+        if lacking:
             if not allow_missing:
-                raise
-            skipped["missing"] += 1
+                raise PrepareError(
+                    f"no row for song {song} of the split list", lacking[0])
+            unannotated.append(song)
             continue
-        duration = audio_duration(audio)
-        if duration is None:
-            skipped["unreadable"] += 1
-            continue
-        line, ratings = static[song]
-        rows.append({
-            "ID": song, "path": str(audio), "duration": duration,
-            "split": split,
-            "arousal": _rating(ratings, "mean_arousal", static_path, line),
-            "valence": _rating(ratings, "mean_valence", static_path, line),
-        })
-    return rows, skipped
+        line, row = info[song]
+        if row["Mediaeval 2013 set"] != MEDIAEVAL_SET[split]:
+            raise PrepareError(
+                f"song {song} is in the MediaEval {row['Mediaeval 2013 set']!r}"
+                f" set but the split list puts it in {split!r} (expected "
+                f"{MEDIAEVAL_SET[split]!r})", info_path, line,
+            )
+        static_line, ratings = static[song]
+        listed[split].append(ListedAudio(
+            {"ID": song, **{t: _rating(ratings, f"mean_{t}", static_path,
+                                       static_line) for t in TARGETS}},
+            data_folder / "clips_45seconds" / row["file_name"], info_path, line,
+        ))
+    return listed, unannotated
 
 
-def _normalize(rows: list[dict]) -> dict[str, dict[str, float]]:
+def _normalize(rows: Mapping[str, list[dict]]) -> dict[str, dict[str, float]]:
     """Z-normalises the targets in place with development-set statistics."""
     stats = {}
-    development = [r for r in rows if r["split"] != "test"]
+    development = rows["train"] + rows["valid"]
     for target in TARGETS:
         values = [r[target] for r in development] or [0.0]
         mean = statistics.fmean(values)
         std = statistics.pstdev(values) or 1.0
-        for row in rows:
+        for row in (r for split_rows in rows.values() for r in split_rows):
             row[target] = (row[target] - mean) / std
         stats[target] = {"mean": mean, "std": std}
     return stats
 
 
-def _crop(rows: list[dict], crop_seconds: float | None) -> None:
+def _crop(rows: Mapping[str, list[dict]], crop_seconds: float | None) -> None:
     """Restricts every row to its first ``crop_seconds`` (in place)."""
     if crop_seconds is None:
         return
-    for row in rows:
+    for row in (r for split_rows in rows.values() for r in split_rows):
         row["start"] = 0.0
         row["stop"] = min(crop_seconds, row["duration"])
         row["duration"] = row["stop"]
@@ -317,7 +286,6 @@ def prepare_emomusic(
     data_folder = Path(data_folder).resolve()
     annotation_folder = Path(annotation_folder or data_folder).resolve()
     split_list = Path(split_list).resolve()
-    folder = Path(save_folder) / TASK
     options = {
         "data_folder": str(data_folder),
         "annotation_folder": str(annotation_folder),
@@ -328,28 +296,24 @@ def prepare_emomusic(
     inputs = [annotation_folder / "songs_info.csv",
               annotation_folder / "static_annotations.csv", split_list,
               data_folder / "clips_45seconds"]
-    outputs = [folder / f"{s}.csv" for s in SPLITS] + [folder / "task.json"]
-    if (is_up_to_date(outputs, inputs)
-            and read_task(folder).get("options") == options):
-        logger.info("%s is up to date: skipped", folder)
-        return folder
 
-    rows, skipped = _collect_songs(data_folder, annotation_folder, split_list,
-                                   allow_missing)
-    if skipped["missing"]:
-        logger.warning("%d songs of the split list were missing: skipped",
-                       skipped["missing"])
-    stats = _normalize(rows) if normalize else None
-    _crop(rows, crop_seconds)
-    write_task(
-        folder, TASK, "regression", list(TARGETS),
-        {s: [r for r in rows if r["split"] == s] for s in SPLITS},
-        metrics=METRICS,
-        extra={"target_stats": stats, "crop_seconds": crop_seconds,
-               "skipped": skipped, "options": options},
-    )
-    logger.info("%s", summarize_task(folder))
+    def build() -> Built:
+        listed, unannotated = _listed_songs(data_folder, annotation_folder,
+                                            split_list, allow_missing)
+        rows, skipped = listed_audio_rows(listed, allow_missing)
+        stats = _normalize(rows) if normalize else None
+        _crop(rows, crop_seconds)
+        return Built({TASK.name: rows},
+                     {**skipped, "missing": unannotated + skipped["missing"]},
+                     {"target_stats": stats, "crop_seconds": crop_seconds})
+
+    [folder] = prepare_tasks(save_folder, [TASK], inputs, options, build)
     return folder
+
+
+def _crop_seconds(text: str) -> float | None:
+    """``--crop_seconds``: a number of seconds, 0 meaning the whole clip."""
+    return float(text) or None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success (errors raise ``PrepareError``).
+        0 on success (a ``PrepareError`` exits with status 1).
 
     Example
     -------
@@ -374,32 +338,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     SystemExit: 0
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m muselq_sb.prepare emomusic",
-        description=__doc__.split("\n")[0],
-    )
-    parser.add_argument("--data_folder", required=True,
-                        help="folder holding clips_45seconds/")
-    parser.add_argument("--save_folder", required=True,
-                        help="the task folder goes to <save_folder>/emomusic")
+    parser = prepare_parser("emomusic", __doc__.split("\n")[0])
     parser.add_argument("--annotation_folder", default=None,
                         help="folder of the annotation CSVs (default: "
                         "data_folder)")
-    parser.add_argument("--crop_seconds", type=float, default=30.0,
+    parser.add_argument("--crop_seconds", type=_crop_seconds, default=30.0,
                         help="keep the first S seconds of each clip "
                         "(default 30, MARBLE v1); 0 keeps the whole clip")
-    parser.add_argument("--no_normalize", action="store_true",
+    parser.add_argument("--no_normalize", dest="normalize",
+                        action="store_false",
                         help="keep the raw 1-9 ratings as targets")
-    parser.add_argument("--allow_missing", action="store_true",
-                        help="skip songs without annotations or audio")
-    args = parser.parse_args(argv)
-    folder = prepare_emomusic(
-        args.data_folder, args.save_folder, args.annotation_folder,
-        crop_seconds=args.crop_seconds or None,
-        normalize=not args.no_normalize, allow_missing=args.allow_missing,
-    )
-    print(summarize_task(folder))
-    return 0
+    return run_cli(parser, prepare_emomusic, argv)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from muselq_sb.prepare.common import (
     prepare_tasks,
     require_file,
     run_cli,
+    tsv_rows,
 )
 
 TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
@@ -108,27 +109,6 @@ def _key_or_error(text: str, path: Path, line: int) -> str:
         raise PrepareError(str(err), path, line) from None
 
 
-def _tsv_rows(path: Path, header: Sequence[str], what: str):
-    """Yields ``(line, fields)`` of a TSV with ``header`` (CRLF tolerated)."""
-    require_file(path, what)
-    with open(path, encoding="utf-8", newline="") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if line_no == 1:
-                if [h.strip() for h in fields] != list(header):
-                    raise PrepareError(
-                        f"header {fields} is not {list(header)}", path, line_no)
-                continue
-            if fields == [""]:
-                continue
-            if len(fields) != len(header):
-                raise PrepareError(
-                    f"expected {len(header)} tab-separated fields "
-                    f"({', '.join(header)}), found {len(fields)}", path, line_no,
-                )
-            yield line_no, fields
-
-
 def read_split_list(path: Path) -> list[tuple[int, str, str, str]]:
     """Reads the split list: ``(line, id, split, key)`` per song.
 
@@ -139,7 +119,7 @@ def read_split_list(path: Path) -> list[tuple[int, str, str, str]]:
     ((2, '5061', 'train', 'Eb minor'), 1763)
     """
     songs = []
-    for line, (song_id, source, split, key, _) in _tsv_rows(
+    for line, (song_id, source, split, key, _) in tsv_rows(
             path, SPLIT_HEADER, "GiantSteps split list"):
         if SOURCES.get(split) != source or not song_id.isdigit():
             raise PrepareError(
@@ -162,7 +142,7 @@ def read_mtg_annotations(path: Path) -> dict[str, tuple[int, str, str]]:
     {'5061': (2, 'D# minor', '2')}
     """
     rows = {}
-    for line, (song_id, key, confidence) in _tsv_rows(
+    for line, (song_id, key, confidence) in tsv_rows(
             path, MTG_HEADER, "GiantSteps-MTG-key annotations"):
         if song_id in rows:
             raise PrepareError(f"duplicate ID {song_id}", path, line)

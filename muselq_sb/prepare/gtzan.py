@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from muselq_sb.dataio.manifest import SPLITS, read_task
+from muselq_sb.dataio.manifest import SPLITS
 from muselq_sb.prepare.common import (
     SPLITS_DIR,
     Built,
@@ -155,6 +155,7 @@ def prepare_gtzan(
       test 1 items 0.00 h
       10 classes: blues, classical, country, disco, hiphop, jazz, metal, ...
       skipped: 928 missing, 0 unreadable, 1 excluded
+    >>> from muselq_sb.dataio.manifest import read_task
     >>> read_task(folder)["splits"]
     {'train': 0, 'valid': 0, 'test': 1}
     """

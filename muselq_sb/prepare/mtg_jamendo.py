@@ -43,6 +43,7 @@ from muselq_sb.prepare.common import (
     prepare_tasks,
     require_file,
     run_cli,
+    tsv_rows,
 )
 
 GENRES = """60s 70s 80s 90s acidjazz alternative alternativerock ambient
@@ -122,37 +123,22 @@ def read_split_tsv(
     >>> read_split_tsv(f, TASKS["mtg_genre"][1])
     [(2, 'track_0000241', '41/241.mp3', ['genre---pop', 'genre---rock'])]
     """
-    require_file(path, "MTG-Jamendo split file")
     known = set(classes)
     tracks = []
-    with open(path, encoding="utf-8", newline="") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.rstrip("\r\n").split("\t")
-            if line_no == 1:
-                if fields != HEADER:
-                    raise PrepareError(
-                        f"header {fields} is not {HEADER}", path, line_no)
-                continue
-            if fields == [""]:
-                continue
-            if len(fields) < len(HEADER):
-                raise PrepareError(
-                    f"expected at least {len(HEADER)} tab-separated fields "
-                    f"({', '.join(HEADER)} ...), found {len(fields)}",
-                    path, line_no,
-                )
-            track_id, rel_path, tags = fields[0], fields[3], fields[5:]
-            if not _TRACK.match(track_id) or not _PATH.match(rel_path):
-                raise PrepareError(
-                    f"bad TRACK_ID {track_id!r} or PATH {rel_path!r}; expected "
-                    "'track_<n>' and 'NN/<n>.mp3'", path, line_no,
-                )
-            unknown = sorted(set(tags) - known)
-            if unknown:
-                raise PrepareError(
-                    f"unknown tags {unknown} for this subset", path, line_no)
-            tracks.append((line_no, track_id, rel_path,
-                           [t for t in classes if t in tags]))
+    for line_no, fields in tsv_rows(path, HEADER, "MTG-Jamendo split file",
+                                    more_fields=True):
+        track_id, rel_path, tags = fields[0], fields[3], fields[5:]
+        if not _TRACK.match(track_id) or not _PATH.match(rel_path):
+            raise PrepareError(
+                f"bad TRACK_ID {track_id!r} or PATH {rel_path!r}; expected "
+                "'track_<n>' and 'NN/<n>.mp3'", path, line_no,
+            )
+        unknown = sorted(set(tags) - known)
+        if unknown:
+            raise PrepareError(
+                f"unknown tags {unknown} for this subset", path, line_no)
+        tracks.append((line_no, track_id, rel_path,
+                       [t for t in classes if t in tags]))
     return tracks
 
 

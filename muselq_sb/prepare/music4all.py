@@ -19,7 +19,6 @@ import csv
 import logging
 import os
 import re
-from pathlib import Path
 from typing import Sequence
 
 from muselq_sb.prepare.common import PrepareError, require_dir, require_file

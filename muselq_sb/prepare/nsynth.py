@@ -28,34 +28,30 @@ Authors
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
-from muselq_sb.dataio.manifest import (
-    SPLITS,
-    is_up_to_date,
-    read_task,
-    write_task,
-)
+from muselq_sb.dataio.manifest import SPLITS
 from muselq_sb.prepare.common import (
+    Built,
     PrepareError,
+    TaskSpec,
     audio_duration,
+    prepare_parser,
+    prepare_tasks,
     require_file,
-    summarize_task,
+    run_cli,
 )
 
-logger = logging.getLogger(__name__)
-
-INSTRUMENT_TASK = "nsynth_instrument"
-PITCH_TASK = "nsynth_pitch"
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ",
             "reed", "string", "synth_lead", "vocal")
 PITCHES = tuple(str(p) for p in range(128))
 METRICS = ("accuracy",)
+INSTRUMENT_TASK = TaskSpec("nsynth_instrument", "multiclass", "label",
+                           FAMILIES, METRICS)
+PITCH_TASK = TaskSpec("nsynth_pitch", "multiclass", "pitch", PITCHES, METRICS)
 # The fields of an examples.json entry the tasks use (the rest is dropped
 # while parsing, which keeps the 289k-entry train file small in memory).
 FIELDS = ("pitch", "instrument_family", "instrument_family_str")
@@ -158,9 +154,14 @@ def _check_entry(entry: object) -> str | None:
 
 
 def _split_rows(
-    folder: Path, allow_missing: bool, skipped: dict[str, int]
+    folder: Path, allow_missing: bool, skipped: dict[str, list[str]]
 ) -> list[dict]:
-    """Rows of one split folder; counts skipped notes in ``skipped``."""
+    """Rows of one split folder; adds the skipped wavs to ``skipped``.
+
+    Unlike ``listed_audio_rows`` (one ``stat`` a file, the line known up
+    front) the presence test uses one directory listing and the line of a
+    missing entry is only looked up for the error.
+    """
     examples_path = folder / "examples.json"
     examples = read_examples(examples_path)
     audio_folder = folder / "audio"
@@ -176,11 +177,11 @@ def _split_rows(
                     "download? allow_missing=True skips such notes)",
                     examples_path, _line_of(examples_path, key),
                 )
-            skipped["missing"] += 1
+            skipped["missing"].append(str(audio))
             continue
         duration = audio_duration(audio)
         if duration is None:
-            skipped["unreadable"] += 1
+            skipped["unreadable"].append(str(audio))
             continue
         rows.append({
             "ID": key, "path": str(audio), "duration": duration,
@@ -222,34 +223,21 @@ def prepare_nsynth(
     muselq_sb.prepare.common.PrepareError: .../nsynth-train/examples.json: NSynth examples.json not found
     """
     data_folder = Path(data_folder).resolve()
-    folders = (Path(save_folder) / INSTRUMENT_TASK,
-               Path(save_folder) / PITCH_TASK)
     options = {"data_folder": str(data_folder), "allow_missing": allow_missing}
     # An audio folder's mtime changes when a wav is added or removed.
     inputs = [split_folder(data_folder, s) / name for s in SPLITS
               for name in ("examples.json", "audio")]
-    outputs = [f / name for f in folders
-               for name in [f"{s}.csv" for s in SPLITS] + ["task.json"]]
-    if is_up_to_date(outputs, inputs) and all(
-        read_task(f).get("options") == options for f in folders
-    ):
-        logger.info("%s and %s are up to date: skipped", *folders)
-        return folders
 
-    skipped = {"missing": 0, "unreadable": 0}
-    splits = {s: _split_rows(split_folder(data_folder, s), allow_missing,
-                             skipped) for s in SPLITS}
-    if skipped["missing"]:
-        logger.warning("%d NSynth notes have no wav: skipped",
-                       skipped["missing"])
-    extra = {"skipped": skipped, "options": options}
-    write_task(folders[0], INSTRUMENT_TASK, "multiclass", "label", splits,
-               classes=FAMILIES, metrics=METRICS, extra=extra)
-    write_task(folders[1], PITCH_TASK, "multiclass", "pitch", splits,
-               classes=PITCHES, metrics=METRICS, extra=extra)
-    for folder in folders:
-        logger.info("%s", summarize_task(folder))
-    return folders
+    def build() -> Built:
+        skipped: dict[str, list[str]] = {"missing": [], "unreadable": []}
+        splits = {s: _split_rows(split_folder(data_folder, s), allow_missing,
+                                 skipped) for s in SPLITS}
+        return Built({INSTRUMENT_TASK.name: splits, PITCH_TASK.name: splits},
+                     skipped)
+
+    instrument, pitch = prepare_tasks(
+        save_folder, [INSTRUMENT_TASK, PITCH_TASK], inputs, options, build)
+    return instrument, pitch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success (errors raise ``PrepareError``).
+        0 on success (a ``PrepareError`` exits with status 1).
 
     Example
     -------
@@ -273,21 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     SystemExit: 0
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m muselq_sb.prepare nsynth",
-        description=__doc__.split("\n")[0],
-    )
-    parser.add_argument("--data_folder", required=True,
-                        help="folder holding nsynth-{train,valid,test}/")
-    parser.add_argument("--save_folder", required=True,
-                        help="the tasks go to <save_folder>/nsynth_*")
-    parser.add_argument("--allow_missing", action="store_true",
-                        help="skip notes whose wav is absent")
-    args = parser.parse_args(argv)
-    for folder in prepare_nsynth(args.data_folder, args.save_folder,
-                                 allow_missing=args.allow_missing):
-        print(summarize_task(folder))
-    return 0
+    parser = prepare_parser("nsynth", __doc__.split("\n")[0])
+    return run_cli(parser, prepare_nsynth, argv)
 
 
 if __name__ == "__main__":

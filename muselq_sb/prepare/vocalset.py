@@ -37,7 +37,6 @@ Authors
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -46,24 +45,20 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from muselq_sb.dataio.manifest import (
-    SPLITS,
-    is_up_to_date,
-    read_task,
-    write_manifest,
-    write_task,
-)
+from muselq_sb.dataio.manifest import SPLITS
 from muselq_sb.prepare.common import (
+    Built,
     PrepareError,
+    TaskSpec,
     audio_duration,
+    prepare_parser,
+    prepare_tasks,
     require_dir,
-    summarize_task,
+    run_cli,
 )
 
 logger = logging.getLogger(__name__)
 
-TECHNIQUE_TASK = "vocalset_technique"
-SINGER_TASK = "vocalset_singer"
 TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight",
               "trill", "trillo", "vibrato", "vocal_fry")
 ALL_TECHNIQUES = TECHNIQUES + ("fast_forte", "fast_piano", "forte", "messa",
@@ -76,7 +71,10 @@ DUPLICATES = frozenset({
     "row_vibrato.wav", "slow_vibrato_arps.wav",
 })
 METRICS = ("accuracy",)
-COLUMNS = ("label", "group")
+TECHNIQUE_TASK = TaskSpec("vocalset_technique", "multiclass", "label",
+                          TECHNIQUES, METRICS, columns=("group",))
+SINGER_TASK = TaskSpec("vocalset_singer", "multiclass", "label", SINGERS,
+                       METRICS, columns=("group",))
 SINGER_FOLDER = re.compile(r"^(f)emale(\d+)$|^(m)ale(\d+)$")
 
 
@@ -280,26 +278,6 @@ def singer_split(recordings: Sequence[Mapping], seed: int) -> dict[str, str]:
             for r in recordings}
 
 
-def _write_segment_task(
-    folder: Path, name: str, classes: Sequence[str],
-    splits: Mapping[str, Sequence[Mapping[str, object]]],
-    extra: Mapping[str, object],
-) -> None:
-    """Writes a multiclass task whose CSVs also hold the ``group`` column.
-
-    ``write_task`` only writes the target column, so the CSVs are written
-    here (after removing ``task.json``, the completion marker) and
-    ``write_task`` then writes ``task.json`` alone.
-    """
-    (folder / "task.json").unlink(missing_ok=True)
-    for split, rows in splits.items():
-        write_manifest(folder / f"{split}.csv", rows, COLUMNS)
-    write_task(folder, name, "multiclass", "label", {}, classes=classes,
-               metrics=METRICS,
-               extra={"splits": {s: len(r) for s, r in splits.items()},
-                      **extra})
-
-
 def prepare_vocalset(
     data_folder: str | os.PathLike,
     save_folder: str | os.PathLike,
@@ -334,49 +312,42 @@ def prepare_vocalset(
     muselq_sb.prepare.common.PrepareError: .../FULL: VocalSet FULL folder not found
     """
     data_folder = Path(data_folder).resolve()
-    folders = (Path(save_folder) / TECHNIQUE_TASK,
-               Path(save_folder) / SINGER_TASK)
     options = {"data_folder": str(data_folder),
                "chunk_seconds": chunk_seconds, "seed": seed}
     recordings = find_recordings(data_folder)
     # A file added or removed changes the mtime of its folder.
     inputs = [r["path"] for r in recordings] + sorted(
         {r["path"].parent for r in recordings})
-    outputs = [f / name for f in folders
-               for name in [f"{s}.csv" for s in SPLITS] + ["task.json"]]
-    if is_up_to_date(outputs, inputs) and all(
-        read_task(f).get("options") == options for f in folders
-    ):
-        logger.info("%s and %s are up to date: skipped", *folders)
-        return folders
 
-    skipped = {"unreadable": 0, "too_short": 0}
-    durations = {}
-    for rec in recordings:
-        duration = audio_duration(rec["path"])
-        if duration is None:
-            skipped["unreadable"] += 1
-        elif duration < chunk_seconds:
-            logger.info("%s is shorter than %s s: skipped", rec["path"],
-                        chunk_seconds)
-            skipped["too_short"] += 1
-        else:
-            durations[rec["id"]] = duration
-    usable = [r for r in recordings if r["id"] in durations]
-    extra = {"chunk_seconds": chunk_seconds, "skipped": skipped,
-             "options": options}
-    for folder, (split_of, key, classes) in zip(folders, (
-        (technique_split(usable, seed), "technique", TECHNIQUES),
-        (singer_split(usable, seed), "singer", SINGERS),
-    )):
-        splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
-        for rec in usable:
-            if rec["id"] in split_of:
-                splits[split_of[rec["id"]]] += chunk_rows(
-                    rec, rec[key], durations[rec["id"]], chunk_seconds)
-        _write_segment_task(folder, folder.name, classes, splits, extra)
-        logger.info("%s", summarize_task(folder))
-    return folders
+    def build() -> Built:
+        skipped: dict[str, list[str]] = {"unreadable": [], "too_short": []}
+        durations = {}
+        for rec in recordings:
+            duration = audio_duration(rec["path"])
+            if duration is None:
+                skipped["unreadable"].append(str(rec["path"]))
+            elif duration < chunk_seconds:
+                logger.info("%s is shorter than %s s: skipped", rec["path"],
+                            chunk_seconds)
+                skipped["too_short"].append(str(rec["path"]))
+            else:
+                durations[rec["id"]] = duration
+        usable = [r for r in recordings if r["id"] in durations]
+        rows = {}
+        for task, split_of, key in (
+            (TECHNIQUE_TASK, technique_split(usable, seed), "technique"),
+            (SINGER_TASK, singer_split(usable, seed), "singer"),
+        ):
+            rows[task.name] = {s: [] for s in SPLITS}
+            for rec in usable:
+                if rec["id"] in split_of:
+                    rows[task.name][split_of[rec["id"]]] += chunk_rows(
+                        rec, rec[key], durations[rec["id"]], chunk_seconds)
+        return Built(rows, skipped, {"chunk_seconds": chunk_seconds})
+
+    technique, singer = prepare_tasks(
+        save_folder, [TECHNIQUE_TASK, SINGER_TASK], inputs, options, build)
+    return technique, singer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success (errors raise ``PrepareError``).
+        0 on success (a ``PrepareError`` exits with status 1).
 
     Example
     -------
@@ -400,24 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     SystemExit: 0
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m muselq_sb.prepare vocalset",
-        description=__doc__.split("\n")[0],
-    )
-    parser.add_argument("--data_folder", required=True,
-                        help="the unpacked VocalSet 1.1 folder (with FULL/)")
-    parser.add_argument("--save_folder", required=True,
-                        help="the tasks go to <save_folder>/vocalset_*")
+    parser = prepare_parser("vocalset", __doc__.split("\n")[0],
+                            allow_missing=False)
     parser.add_argument("--chunk_seconds", type=float, default=3.0,
                         help="segment length in seconds (default 3)")
     parser.add_argument("--seed", type=int, default=1234,
                         help="seed of the split draws (default 1234)")
-    args = parser.parse_args(argv)
-    for folder in prepare_vocalset(args.data_folder, args.save_folder,
-                                   chunk_seconds=args.chunk_seconds,
-                                   seed=args.seed):
-        print(summarize_task(folder))
-    return 0
+    return run_cli(parser, prepare_vocalset, argv)
 
 
 if __name__ == "__main__":
