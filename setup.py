@@ -53,6 +53,7 @@ setup(
     entry_points={
         "console_scripts": [
             "muselq-demo-corpus=muselq_sb.dataio.demo_corpus:main",
+            "muselq-embed=muselq_sb.inference.cli:main",
         ]
     },
     license="Apache-2.0",

@@ -23,6 +23,7 @@ import platform
 import re
 import statistics
 import time
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -195,14 +196,14 @@ def measure_call(call: Callable[[], Any]) -> dict[str, float]:
     }
 
 
-def _child(queue, builder, kwargs, threads) -> None:
-    """Fork-server child: build, then measure one call, report by queue."""
+def _child(conn, builder, kwargs, threads) -> None:
+    """Fork-server child: build, then measure one call, report by pipe."""
     try:
         set_threads(threads)
         call = builder(**kwargs)
-        queue.put(measure_call(call))
+        conn.send(measure_call(call))
     except Exception as err:  # reported to the parent, which records it
-        queue.put({"error": f"{type(err).__name__}: {err}"})
+        conn.send({"error": f"{type(err).__name__}: {err}"})
 
 
 _CONTEXT: Optional[mp.context.BaseContext] = None
@@ -219,6 +220,14 @@ def _context() -> mp.context.BaseContext:
         _CONTEXT = mp.get_context("forkserver")
         _CONTEXT.set_forkserver_preload(["__main__", "torch", "common"])
     return _CONTEXT
+
+
+def start_memory_server() -> None:
+    """Starts the fork server now, so its imports overlap the timing runs."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
 
 
 def peak_memory(
@@ -246,16 +255,15 @@ def peak_memory(
         ``error`` when the child failed.
     """
     ctx = _context()
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, builder, dict(kwargs), threads))
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(sender, builder, dict(kwargs), threads))
     proc.start()
-    result = None
-    while result is None:
-        try:
-            result = queue.get(timeout=1.0)
-        except Exception:  # queue.Empty: check the child is still alive
-            if not proc.is_alive():
-                result = {"error": f"child exited with code {proc.exitcode}"}
+    sender.close()
+    ready = wait([receiver, proc.sentinel])
+    if receiver in ready and receiver.poll():
+        result = receiver.recv()
+    else:
+        result = {"error": f"child exited with code {proc.exitcode}"}
     proc.join()
     return result
 

@@ -23,7 +23,7 @@ from speechbrain.nnet.quantisers import RandomProjectionQuantizer as SBQuantizer
 
 from common import (
     format_table, interleaved_times, machine_info, parser, peak_memory,
-    ratio, set_threads, summary, write_json,
+    ratio, set_threads, start_memory_server, summary, write_json,
 )
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.batch, args.frames, args.vocab, args.repeats = 2, 50, 1024, 1
     set_threads(args.threads)
+    start_memory_server()
     shape = dict(batch=args.batch, length=args.frames, dim=args.dim, vocab=args.vocab)
 
     ours, sb = make_pair(args.dim, args.vocab)

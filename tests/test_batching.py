@@ -8,7 +8,7 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from muselq_sb.dataio.audio import audio_pipeline
-from muselq_sb.dataio.batching import SkipCounter, SkipEmptyCollate
+from muselq_sb.dataio.batching import EmptyBatch, SkipCounter, SkipEmptyCollate
 from tests.fixtures.audio import write_audio
 
 
@@ -23,8 +23,11 @@ def test_collate_drops_empty_items_and_pads_the_rest():
     assert torch.allclose(batch.sig.lengths, torch.tensor([1.0, 0.6]))
 
 
-def test_collate_returns_none_when_nothing_is_left():
-    assert SkipEmptyCollate()([{"id": "b", "sig": torch.zeros(0)}]) is None
+def test_collate_returns_counted_empty_batch_when_nothing_is_left():
+    empty = SkipEmptyCollate()([{"id": "b", "sig": torch.zeros(0)},
+                                {"id": "c", "sig": torch.zeros(0)}])
+    assert isinstance(empty, EmptyBatch) and empty.n_skipped == 2
+    assert len(empty) == 0
 
 
 def test_collate_passes_padded_batch_options_and_pickles():

@@ -10,8 +10,8 @@ in those processes and never reaches the Brain. The batch, however, is sent
 to the main process, so the Brain reads ``batch.n_skipped`` in ``fit_batch``
 / ``evaluate_batch``, adds it to a ``SkipCounter`` and reports and resets
 that counter in ``on_stage_end``. A batch in which every item was unreadable
-is returned as ``None``; the Brain must skip it (after counting nothing: the
-items were already logged by the pipeline).
+is returned as an ``EmptyBatch`` that carries only ``n_skipped``; the Brain
+counts it and runs no real step on it.
 
 Authors
  * muselq_sb team
@@ -24,6 +24,22 @@ from typing import Any, Mapping, Sequence
 from speechbrain.dataio.batch import PaddedBatch
 
 logger = logging.getLogger(__name__)
+
+
+class EmptyBatch:
+    """What the collate returns when every item of a batch was unreadable.
+
+    Example
+    -------
+    >>> EmptyBatch(3).n_skipped
+    3
+    """
+
+    def __init__(self, n_skipped: int) -> None:
+        self.n_skipped = n_skipped
+
+    def __len__(self) -> int:
+        return 0
 
 
 class SkipEmptyCollate:
@@ -47,18 +63,20 @@ class SkipEmptyCollate:
     ...                  {"id": "b", "sig": torch.zeros(0)}])
     >>> batch.id, batch.n_skipped, batch.sig.data.shape
     (['a'], 1, torch.Size([1, 3]))
-    >>> collate([{"id": "b", "sig": torch.zeros(0)}]) is None
-    True
+    >>> collate([{"id": "b", "sig": torch.zeros(0)}]).n_skipped
+    1
     """
 
     def __init__(self, signal_key: str = "sig", **padded_batch_kwargs: Any) -> None:
         self.signal_key = signal_key
         self.padded_batch_kwargs = padded_batch_kwargs
 
-    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> PaddedBatch | None:
+    def __call__(
+        self, examples: Sequence[Mapping[str, Any]]
+    ) -> PaddedBatch | EmptyBatch:
         kept = [ex for ex in examples if ex[self.signal_key].numel() > 0]
         if not kept:
-            return None
+            return EmptyBatch(len(examples))
         batch = PaddedBatch(kept, **self.padded_batch_kwargs)
         batch.n_skipped = len(examples) - len(kept)
         return batch
@@ -73,11 +91,11 @@ class SkipCounter:
     >>> counter = SkipCounter()
     >>> counter.add(SkipEmptyCollate()([{"sig": torch.zeros(0)},
     ...                                 {"sig": torch.ones(2)}]))
-    >>> counter.add(None)
+    >>> counter.add(EmptyBatch(2))
     >>> counter.total
-    1
+    3
     >>> counter.report_and_reset()
-    1
+    3
     >>> counter.total
     0
     """
@@ -86,7 +104,7 @@ class SkipCounter:
         self.total = 0
 
     def add(self, batch: object) -> None:
-        """Adds the ``n_skipped`` of ``batch`` (``None`` or none set: 0)."""
+        """Adds the ``n_skipped`` of ``batch`` (0 where it has none)."""
         self.total += int(getattr(batch, "n_skipped", 0))
 
     def report_and_reset(self, log: logging.Logger = logger) -> int:

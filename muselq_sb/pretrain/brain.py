@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import speechbrain as sb
 import torch
@@ -16,11 +15,15 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
 
-from muselq_sb.dataio.batching import SkipCounter
+from muselq_sb.dataio.batching import EmptyBatch, SkipCounter
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.stats import SSLStats
 
 logger = get_logger(__name__)
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
 
 
 class BestRQBrain(sb.Brain):
@@ -32,8 +35,15 @@ class BestRQBrain(sb.Brain):
     ``keep_checkpoints``, ``sample_rate``, ``metrics_file`` (JSON lines)
     and optionally ``tensorboard_folder``.
 
-    Batches may be ``None`` (every item unreadable): a silent placeholder
-    then runs with zero loss weight so distributed processes stay in step.
+    An ``EmptyBatch`` (every item unreadable) is counted, and a silent
+    placeholder runs in its place with zero loss weight, so that distributed
+    processes stay in step.
+
+    A step whose loss or gradients are not finite is skipped (no parameter
+    or optimizer update) and counted; after ``nonfinite_patience``
+    consecutive skipped steps a checkpoint of the last good state is saved
+    and ``NonFiniteTrainingError`` stops the run. Gradients are all-reduced
+    before the check, so every process takes the same decision.
     """
 
     def on_fit_start(self) -> None:
@@ -41,6 +51,8 @@ class BestRQBrain(sb.Brain):
         super().on_fit_start()
         self.hparams.lr_scheduler.set_lr(self.optimizer)
         self.skips = SkipCounter()
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
         self.tb_writer = None
         folder = getattr(self.hparams, "tensorboard_folder", None)
         if folder and if_main_process():
@@ -55,17 +67,17 @@ class BestRQBrain(sb.Brain):
         batch.placeholder = True
         return batch
 
-    def fit_batch(self, batch: Optional[PaddedBatch]) -> torch.Tensor:
-        """Trains on ``batch``; a ``None`` batch runs a zero-weight step."""
+    def fit_batch(self, batch: PaddedBatch | EmptyBatch) -> torch.Tensor:
+        """Trains on ``batch``; an ``EmptyBatch`` runs a zero-weight step."""
         self.skips.add(batch)
-        if batch is None:
+        if isinstance(batch, EmptyBatch):
             batch = self._placeholder_batch()
         return super().fit_batch(batch)
 
-    def evaluate_batch(self, batch: Optional[PaddedBatch], stage) -> torch.Tensor:
+    def evaluate_batch(self, batch: PaddedBatch | EmptyBatch, stage) -> torch.Tensor:
         """Evaluates ``batch`` and records its statistics."""
         self.skips.add(batch)
-        if batch is None:
+        if isinstance(batch, EmptyBatch):
             return torch.tensor(0.0)
         loss = super().evaluate_batch(batch, stage)
         self.stage_stats.add(self.last_out, self.last_losses, batch)
@@ -92,6 +104,41 @@ class BestRQBrain(sb.Brain):
             return losses["loss"] * 0.0
         return losses["loss"]
 
+    def check_loss_isfinite(self, loss: torch.Tensor) -> None:
+        """Non-finite losses are handled in ``optimizers_step``."""
+
+    def _grads_finite(self) -> bool:
+        grads = [p.grad for p in self.modules.parameters() if p.grad is not None]
+        if not grads:
+            return True
+        return bool(torch.isfinite(torch.stack([g.float().sum() for g in grads])).all())
+
+    def optimizers_step(self) -> None:
+        """Steps unless the loss or a gradient is non-finite (then skips)."""
+        if self._grads_finite():
+            self.nonfinite_in_a_row = 0
+            super().optimizers_step()
+            self.hparams.lr_scheduler(self.optimizer)
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        logger.warning(
+            "non-finite loss or gradient at optimizer step %d: step skipped "
+            "(%d in a row, %d in total)", self.optimizer_step,
+            self.nonfinite_in_a_row, self.nonfinite_total,
+        )
+        if self.nonfinite_in_a_row >= self.nonfinite_patience:
+            self._save_intra_epoch_ckpt()
+            raise NonFiniteTrainingError(
+                f"{self.nonfinite_in_a_row} consecutive optimizer steps had a "
+                "non-finite loss or gradient; training stopped. The weights "
+                "were never updated with them: the checkpoint just saved in "
+                f"{self.checkpointer.checkpoints_dir} holds the last good "
+                "state (lower lr, check the data, or raise "
+                "--nonfinite_patience)."
+            )
+
     # ---- bookkeeping ----------------------------------------------------
     def on_stage_start(self, stage, epoch=None) -> None:
         """Resets the statistics of the stage."""
@@ -103,14 +150,13 @@ class BestRQBrain(sb.Brain):
         )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
-        """Steps the lr schedule, accumulates and logs step statistics."""
-        if getattr(batch, "placeholder", False):
+        """Accumulates and logs step statistics."""
+        if getattr(batch, "placeholder", False) or not torch.isfinite(loss):
             return
         self.stage_stats.add(outputs, self.last_losses, batch)
         self.interval_stats.add(outputs, self.last_losses, batch)
-        if not should_step:
+        if not should_step or self.nonfinite_in_a_row:
             return
-        self.hparams.lr_scheduler(self.optimizer)
         if self.optimizer_step % self.hparams.log_interval == 0:
             stats = self.interval_stats.summary()
             stats["lr"] = self.hparams.lr_scheduler.current_lr()
@@ -134,6 +180,7 @@ class BestRQBrain(sb.Brain):
         stats["loss"] = float(stage_loss)
         skipped = self.skips.report_and_reset(logger)
         stats["skipped_files"] = skipped
+        stats["skipped_steps"] = self.nonfinite_total
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
