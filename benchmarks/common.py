@@ -14,6 +14,7 @@ Authors
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -349,3 +350,38 @@ def dtype_of(name: str) -> torch.dtype:
     if name not in dtypes:
         raise ValueError(f"unknown dtype {name!r}; valid: {list(dtypes)}")
     return dtypes[name]
+
+
+def cast_model(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``model.to(dtype)``, keeping a ``MusicModel``'s log-mel front-end fp32.
+
+    ``MelFrontend`` computes its spectrogram in float32 and fails against a
+    bf16 filterbank, so the front-end stays float32; run bf16 models under
+    ``precision(dtype)`` so the encoder's inputs follow.
+
+    Example
+    -------
+    >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> m.frontend = torch.nn.Linear(2, 2)
+    >>> m = cast_model(m, torch.bfloat16)
+    >>> m[0].weight.dtype, m.frontend.weight.dtype
+    (torch.bfloat16, torch.float32)
+    """
+    model.to(dtype)
+    if hasattr(model, "frontend"):
+        model.frontend.float()
+    return model
+
+
+def precision(dtype: torch.dtype, device: str = "cpu"):
+    """Autocast to ``dtype`` for half types, a no-op context for float32.
+
+    Example
+    -------
+    >>> with precision(torch.bfloat16):
+    ...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    torch.bfloat16
+    """
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=dtype)

@@ -30,8 +30,9 @@ from typing import Callable
 import torch
 
 from common import (
-    dtype_of, format_table, interleaved_times, machine_info, parser,
-    peak_memory, ratio, set_threads, start_memory_server, summary, write_json,
+    cast_model, dtype_of, format_table, interleaved_times, machine_info, parser,
+    peak_memory, precision, ratio, set_threads, start_memory_server, summary,
+    write_json,
 )
 
 SAMPLE_RATE = 24000
@@ -79,8 +80,12 @@ def build_model(name: str, size_override: dict | None = None) -> torch.nn.Module
 
 
 def embed(model: torch.nn.Module, wav: torch.Tensor) -> list[torch.Tensor]:
-    """Every layer's hidden states of ``wav`` [1, N] (no grad)."""
-    with torch.no_grad():
+    """Every layer's hidden states of ``wav`` [1, N] (no grad).
+
+    A bf16 model (see ``common.cast_model``) runs under bf16 autocast.
+    """
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad(), precision(dtype):
         if hasattr(model, "frontend"):
             return model(wav, torch.ones(wav.shape[0]))
         return list(model(wav, output_hidden_states=True).hidden_states)
@@ -90,9 +95,9 @@ def build(name: str, seconds: float, dtype: str,
           size_override: dict | None = None) -> Callable[[], list]:
     """Model and clip of one configuration, warmed up on a 1 s clip."""
     dt = dtype_of(dtype)
-    model = build_model(name, size_override).to(dt)
+    model = cast_model(build_model(name, size_override), dt)
     wav = torch.randn(1, int(seconds * SAMPLE_RATE),
-                      generator=torch.Generator().manual_seed(0)).mul(0.1).to(dt)
+                      generator=torch.Generator().manual_seed(0)).mul(0.1)
     embed(model, wav[:, :SAMPLE_RATE])
     return lambda: embed(model, wav)
 

@@ -4,24 +4,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from muselq_sb.lobes.model import latest_checkpoint, load_music_model
+from muselq_sb.lobes.model import load_music_model
 from muselq_sb.pretrain.report import read_metrics
 from tests.fixtures.audio import write_audio
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "recipes" / "pretrain" / "train.py"
-TINY = [
-    "--size=tiny", "--d_model=32", "--nhead=2", "--num_layers=2",
-    "--csgu_linear_units=64", "--d_ffn=64", "--kernel_size=5",
-    "--subsampling_channels=32", "--cb_vocab=256", "--segment_seconds=2.0",
-    "--max_batch_seconds=8.0", "--num_workers=0", "--valid_fraction=0.25",
-    "--warmup_steps=1", "--log_interval=1", "--noprogressbar",
-]
+from tests.recipe_utils import TRAIN, args_for, env, optimizer_steps
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +19,6 @@ def audio_folder(tmp_path_factory):
     for i in range(8):
         write_audio(folder / f"song{i}.wav", 3.0, 24000, freq=110 * (i + 1), seed=i)
     return folder
-
-
-def env():
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def args_for(hparams, data, out, steps, extra=()):
-    """Options of the HPARAMS file; ``--d_ffn``/``--csgu`` only where known."""
-    text = (ROOT / "hparams" / f"{hparams}.yaml").read_text()
-    opts = [a for a in TINY if a.split("=")[0][2:] in text or a == "--noprogressbar"]
-    return [str(ROOT / "hparams" / f"{hparams}.yaml"), f"--data_folder={data}",
-            f"--output_folder={out}", f"--total_steps={steps}", *opts, *extra]
-
-
-def optimizer_steps(out):
-    ckpt = latest_checkpoint(Path(out) / "save")
-    with open(ckpt / "brain.ckpt", encoding="utf-8") as f:
-        return yaml.safe_load(f)["optimizer_step"]
 
 
 @pytest.mark.parametrize("hparams", ["brn_sum", "brn_att", "cnf_sum", "cnf_att"])

@@ -11,12 +11,7 @@ from typing import Any, Mapping, Optional, Type
 from speechbrain.lobes.models.transformer import Branchformer as sb_brn
 from torch import nn
 
-from muselq_sb.lobes.mixers import (
-    PaddingAwareLayer,
-    PaddingZeroer,
-    build_extra_mixer,
-    check_attention_type,
-)
+from muselq_sb.lobes.mixers import PaddingAwareLayer, check_attention_type
 
 
 class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLayer):
@@ -60,17 +55,12 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
             gate_activation=gate_activation,
             use_linear_after_conv=use_linear_after_conv,
         )
-        mixer = build_extra_mixer(
-            attention_type, d_model, nhead, dropout, summary_mixing
-        )
-        if mixer is not None:
-            self.mha_layer = mixer
         csgu = self.convolution_branch.csgu
         # zero (not SpeechBrain's reflect) padding at the sequence ends, so a
         # sequence sees the same borders alone and padded in a batch
         csgu.conv.padding_mode = "constant"
-        csgu.conv = PaddingZeroer(csgu.conv, time_dim=1)
-        self.zeroers = [csgu.conv]
+        self.install(attention_type, d_model, nhead, dropout, summary_mixing,
+                     owner=csgu, time_dim=1)
 
 
 class BranchformerEncoder(sb_brn.BranchformerEncoder):
@@ -78,14 +68,22 @@ class BranchformerEncoder(sb_brn.BranchformerEncoder):
 
     Arguments
     ---------
-    num_layers, d_model, nhead, kernel_size, kdim, vdim, activation, dropout,
-    csgu_linear_units, gate_activation, use_linear_after_conv,
-    output_hidden_states, layerdrop_prob :
-        As in ``speechbrain.lobes.models.transformer.Branchformer``.
+    num_layers : int
+        Number of layers.
+    d_model : int
+        Model width.
+    nhead : int
+        Attention heads / SummaryMixing groups.
     attention_type : str
         One of ``muselq_sb.lobes.mixers.ATTENTION_TYPES``.
-    summary_mixing : mapping, optional
-        Keyword arguments of ``SummaryMixing`` (SummaryMixing types only).
+    output_hidden_states : bool
+        Also return every layer's output.
+    layerdrop_prob : float
+        Probability of skipping a layer in training.
+    **layer_kwargs
+        The other arguments of ``BranchformerEncoderLayer`` (``kernel_size``,
+        ``csgu_linear_units``, ``dropout``, ``activation``, ...,
+        ``summary_mixing``).
 
     Example
     -------
@@ -102,18 +100,10 @@ class BranchformerEncoder(sb_brn.BranchformerEncoder):
         num_layers: int,
         d_model: int,
         nhead: int,
-        kernel_size: int = 31,
-        kdim: Optional[int] = None,
-        vdim: Optional[int] = None,
-        activation: Type[nn.Module] = nn.GELU,
-        dropout: float = 0.0,
         attention_type: str = "SummaryMixing",
-        csgu_linear_units: int = 3072,
-        gate_activation: Type[nn.Module] = nn.Identity,
-        use_linear_after_conv: bool = False,
         output_hidden_states: bool = False,
         layerdrop_prob: float = 0.0,
-        summary_mixing: Optional[Mapping[str, Any]] = None,
+        **layer_kwargs: Any,
     ) -> None:
         check_attention_type(attention_type)
         super().__init__(
@@ -124,13 +114,7 @@ class BranchformerEncoder(sb_brn.BranchformerEncoder):
         self.d_model = d_model
         self.layers = nn.ModuleList(
             BranchformerEncoderLayer(
-                d_model, nhead, kernel_size=kernel_size, kdim=kdim,
-                vdim=vdim, activation=activation, dropout=dropout,
-                attention_type=attention_type,
-                csgu_linear_units=csgu_linear_units,
-                gate_activation=gate_activation,
-                use_linear_after_conv=use_linear_after_conv,
-                summary_mixing=summary_mixing,
+                d_model, nhead, attention_type=attention_type, **layer_kwargs
             )
             for _ in range(num_layers)
         )

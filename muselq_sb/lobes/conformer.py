@@ -12,12 +12,7 @@ from speechbrain.lobes.models.transformer import Conformer as sb_cnf
 from speechbrain.nnet.activations import Swish
 from torch import nn
 
-from muselq_sb.lobes.mixers import (
-    PaddingAwareLayer,
-    PaddingZeroer,
-    build_extra_mixer,
-    check_attention_type,
-)
+from muselq_sb.lobes.mixers import PaddingAwareLayer, check_attention_type
 
 
 class ConformerEncoderLayer(PaddingAwareLayer, sb_cnf.ConformerEncoderLayer):
@@ -57,14 +52,8 @@ class ConformerEncoderLayer(PaddingAwareLayer, sb_cnf.ConformerEncoderLayer):
             vdim=vdim, activation=activation, bias=bias, dropout=dropout,
             causal=causal, attention_type=attention_type,
         )
-        mixer = build_extra_mixer(
-            attention_type, d_model, nhead, dropout, summary_mixing
-        )
-        if mixer is not None:
-            self.mha_layer = mixer
-        conv = self.convolution_module
-        conv.conv = PaddingZeroer(conv.conv, time_dim=2)
-        self.zeroers = [conv.conv]
+        self.install(attention_type, d_model, nhead, dropout, summary_mixing,
+                     owner=self.convolution_module, time_dim=2)
 
 
 class ConformerEncoder(sb_cnf.ConformerEncoder):
@@ -72,13 +61,23 @@ class ConformerEncoder(sb_cnf.ConformerEncoder):
 
     Arguments
     ---------
-    num_layers, d_model, d_ffn, nhead, kernel_size, kdim, vdim, activation,
-    bias, dropout, causal, output_hidden_states, layerdrop_prob :
-        As in ``speechbrain.lobes.models.transformer.Conformer``.
+    num_layers : int
+        Number of layers.
+    d_model : int
+        Model width.
+    d_ffn : int
+        Feed-forward width.
+    nhead : int
+        Attention heads / SummaryMixing groups.
     attention_type : str
         One of ``muselq_sb.lobes.mixers.ATTENTION_TYPES``.
-    summary_mixing : mapping, optional
-        Keyword arguments of ``SummaryMixing`` (SummaryMixing types only).
+    output_hidden_states : bool
+        Also return every layer's output.
+    layerdrop_prob : float
+        Probability of skipping a layer in training.
+    **layer_kwargs
+        The other arguments of ``ConformerEncoderLayer`` (``kernel_size``,
+        ``dropout``, ``activation``, ``causal``, ..., ``summary_mixing``).
 
     Example
     -------
@@ -96,17 +95,10 @@ class ConformerEncoder(sb_cnf.ConformerEncoder):
         d_model: int,
         d_ffn: int,
         nhead: int,
-        kernel_size: int = 31,
-        kdim: Optional[int] = None,
-        vdim: Optional[int] = None,
-        activation: Type[nn.Module] = Swish,
-        bias: bool = True,
-        dropout: float = 0.0,
-        causal: bool = False,
         attention_type: str = "SummaryMixing",
         output_hidden_states: bool = False,
         layerdrop_prob: float = 0.0,
-        summary_mixing: Optional[Mapping[str, Any]] = None,
+        **layer_kwargs: Any,
     ) -> None:
         check_attention_type(attention_type)
         super().__init__(
@@ -117,11 +109,8 @@ class ConformerEncoder(sb_cnf.ConformerEncoder):
         self.d_model = d_model
         self.layers = nn.ModuleList(
             ConformerEncoderLayer(
-                d_model, d_ffn, nhead, kernel_size=kernel_size, kdim=kdim,
-                vdim=vdim, activation=activation, bias=bias,
-                dropout=dropout, causal=causal,
-                attention_type=attention_type,
-                summary_mixing=summary_mixing,
+                d_model, d_ffn, nhead, attention_type=attention_type,
+                **layer_kwargs,
             )
             for _ in range(num_layers)
         )

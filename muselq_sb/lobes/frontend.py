@@ -150,8 +150,8 @@ class FeatureNormalizer(nn.Module):
     >>> norm = FeatureNormalizer(3).train()
     >>> x = torch.randn(4, 50, 3) * 2 + 5
     >>> y = norm(x, torch.full((4,), 50))
-    >>> round(y.mean().item(), 3), round(y.std().item(), 1)
-    (0.0, 1.0)
+    >>> abs(y.mean().item()) < 1e-4, round(y.std().item(), 1)
+    (True, 1.0)
     """
 
     def __init__(

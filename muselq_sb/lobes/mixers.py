@@ -129,14 +129,35 @@ class PaddingZeroer(nn.Module):
 
 
 class PaddingAwareLayer:
-    """Mixin for encoder layers that own ``PaddingZeroer`` convolutions.
+    """Mixin for SpeechBrain encoder layers with a pluggable mixer.
 
-    Sets the padding mask on every zeroer for the duration of the parent
-    layer's ``forward`` and zeroes padded input frames, so that the valid
-    frames of a sequence do not depend on the padding around them.
+    ``install`` replaces the layer's mixer where SpeechBrain does not build
+    it and wraps its depthwise convolution in a ``PaddingZeroer``;
+    ``forward`` sets the padding mask on the zeroers for the duration of the
+    parent layer's ``forward`` and zeroes padded input frames, so that the
+    valid frames of a sequence do not depend on the padding around them.
     """
 
     zeroers: list
+
+    def install(
+        self,
+        attention_type: str,
+        d_model: int,
+        nhead: int,
+        dropout: float,
+        summary_mixing: Optional[Mapping[str, Any]],
+        owner: nn.Module,
+        time_dim: int,
+    ) -> None:
+        """Sets the mixer and wraps ``owner.conv`` (the depthwise conv)."""
+        mixer = build_extra_mixer(
+            attention_type, d_model, nhead, dropout, summary_mixing
+        )
+        if mixer is not None:
+            self.mha_layer = mixer
+        owner.conv = PaddingZeroer(owner.conv, time_dim=time_dim)
+        self.zeroers = [owner.conv]
 
     def forward(self, x, src_mask=None, src_key_padding_mask=None,
                 pos_embs=None, **kwargs):

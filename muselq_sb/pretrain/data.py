@@ -58,23 +58,57 @@ def resolve_sources(
     return sources
 
 
-def prepare_data(hparams: Mapping[str, Any]) -> Path:
-    """Builds the demo corpus if used, then the pre-training manifests.
+def check_data_paths(hparams: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The data sources of a run, after checking that their folders exist.
 
-    Run it once, on the main process (``run_on_main``).
+    The demo corpus is exempt (it is built on demand).
+
+    Arguments
+    ---------
+    hparams : mapping
+        With optional ``data_sources``, ``data_folder`` and ``demo_folder``.
+
+    Returns
+    -------
+    list of dict
+        As ``resolve_sources``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the hparams key (``data_folder`` or ``data_sources[i].path``).
+
+    Example
+    -------
+    >>> check_data_paths({"data_folder": "/nonexistent"})
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: data_folder: folder /nonexistent does not exist (data source 'folder')
     """
     sources = resolve_sources(
         hparams.get("data_sources"), hparams.get("data_folder"),
         hparams.get("demo_folder"),
     )
+    for i, source in enumerate(sources):
+        if source["type"] != "demo" and not Path(source["path"]).is_dir():
+            key = f"data_sources[{i}].path" if hparams.get("data_sources") \
+                else "data_folder"
+            raise FileNotFoundError(
+                f"{key}: folder {source['path']} does not exist "
+                f"(data source {source['type']!r})"
+            )
+    return sources
+
+
+def prepare_data(hparams: Mapping[str, Any]) -> Path:
+    """Builds the demo corpus if used, then the pre-training manifests.
+
+    Run it once, on the main process (``run_on_main``).
+    """
+    sources = check_data_paths(hparams)
     for source in sources:
         if source["type"] == "demo":
             build_demo_corpus(source["path"], seed=hparams["demo_seed"])
-        elif not Path(source["path"]).is_dir():
-            raise FileNotFoundError(
-                f"data source {source['type']}: folder {source['path']} "
-                "does not exist"
-            )
     return prepare_pretrain(
         sources,
         hparams["prepare_folder"],

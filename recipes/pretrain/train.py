@@ -23,11 +23,13 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from muselq_sb.pretrain.brain import BestRQBrain
+from muselq_sb.pretrain.checks import check_hparams, load_plain_hparams
 from muselq_sb.pretrain.data import dataio_prepare, prepare_data
 from muselq_sb.pretrain.report import write_report
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    check_hparams(load_plain_hparams(hparams_file, overrides))  # fail fast
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Soak test: a long tiny pre-training run, watching its resident memory.
+
+Runs ``recipes/pretrain/train.py`` (tiny model, small batches, the demo
+corpus, no DataLoader workers) for ``--steps`` optimizer steps in a child
+process and samples the child's resident set size (``VmRSS``) every time it
+logs a training step (every ``--every`` steps). A leak shows as RSS that
+keeps growing after the warm-up; the report gives the growth between the
+first sample after ``--warmup`` steps and the last one, also per 1,000 steps.
+
+::
+
+    python benchmarks/soak.py --steps 1200 --every 50
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import write_json  # noqa: E402
+from tests.recipe_utils import TRAIN, args_for, env  # noqa: E402
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size of process ``pid`` in MiB (None once it is gone).
+
+    Example
+    -------
+    >>> import os
+    >>> rss_mib(os.getpid()) > 10
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            found = re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M)
+    except OSError:
+        return None
+    return None if found is None else int(found.group(1)) / 1024
+
+
+def last_train_step(metrics_file: Path) -> int:
+    """The step of the last ``train_step`` record of a metrics file (0: none).
+
+    Example
+    -------
+    >>> f = Path(tempfile.mkdtemp()) / "metrics.jsonl"
+    >>> last_train_step(f)
+    0
+    >>> _ = f.write_text('{"step": 5, "stage": "train_step"}\\n{"step": 5, "stage": "valid"}\\n')
+    >>> last_train_step(f)
+    5
+    """
+    if not metrics_file.is_file():
+        return 0
+    step = 0
+    for line in metrics_file.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line being written
+            continue
+        if record.get("stage") == "train_step":
+            step = int(record["step"])
+    return step
+
+
+def summarize(samples: list[dict[str, float]], warmup: int) -> dict[str, Any]:
+    """RSS growth after the warm-up (MiB, and MiB per 1,000 steps).
+
+    Example
+    -------
+    >>> s = [{"step": 50, "rss_mib": 300.0}, {"step": 100, "rss_mib": 320.0},
+    ...      {"step": 1100, "rss_mib": 322.0}]
+    >>> summarize(s, warmup=100)["growth_mib_per_1000_steps"]
+    2.0
+    """
+    after = [s for s in samples if s["step"] >= warmup] or samples
+    first, last = after[0], after[-1]
+    steps = max(1, last["step"] - first["step"])
+    growth = last["rss_mib"] - first["rss_mib"]
+    return {
+        "rss_first_after_warmup_mib": round(first["rss_mib"], 1),
+        "rss_last_mib": round(last["rss_mib"], 1),
+        "rss_max_mib": round(max(s["rss_mib"] for s in samples), 1),
+        "growth_mib": round(growth, 1),
+        "growth_mib_per_1000_steps": round(1000 * growth / steps, 2),
+    }
+
+
+def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> dict:
+    """Runs the recipe for ``steps`` steps, sampling RSS; returns the report."""
+    args = args_for("brn_sum", None, out, steps, [
+        f"--log_interval={every}", "--max_batch_seconds=4.0",
+        "--valid_fraction=0.02", f"--ckpt_interval_steps={10 * every}",
+        *extra,
+    ])
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *args], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    samples: list[dict[str, float]] = []
+    start, seen = time.time(), 0
+    while proc.poll() is None:
+        step = last_train_step(out / "metrics.jsonl")
+        rss = rss_mib(proc.pid)
+        if step > seen and rss is not None:
+            if not samples:
+                start = time.time()
+            seen = step
+            samples.append({"step": step, "rss_mib": round(rss, 1),
+                            "seconds": round(time.time() - start, 1)})
+            print(f"step {step:5d}  rss {rss:7.1f} MiB", flush=True)
+        time.sleep(0.2)
+    stderr = proc.stderr.read()
+    if proc.returncode != 0 or not samples:
+        raise SystemExit(f"soak run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    steps_done = samples[-1]["step"] - samples[0]["step"]
+    return {
+        "steps": samples[-1]["step"],
+        "every": every,
+        "warmup_steps": warmup,
+        "steps_per_second": round(steps_done / max(1e-9, samples[-1]["seconds"]), 2),
+        **summarize(samples, warmup),
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--every", type=int, default=50, help="steps between samples")
+    p.add_argument("--warmup", type=int, default=200, help="steps before the baseline")
+    p.add_argument("--output-folder", default=None, help="run folder (default: temp)")
+    p.add_argument("--out", default="results/bench/soak.json")
+    args, extra = p.parse_known_args()
+    out = Path(args.output_folder or tempfile.mkdtemp(prefix="soak_"))
+    report = soak(args.steps, args.every, args.warmup, out, extra)
+    write_json(args.out, report)
+    print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

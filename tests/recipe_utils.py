@@ -1,0 +1,60 @@
+"""Helpers to run the pre-training recipe tiny and fast in subprocesses.
+
+Shared by the recipe tests, the reliability tests and ``benchmarks/soak.py``.
+
+Authors
+ * muselq_sb team
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from muselq_sb.lobes.model import latest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "recipes" / "pretrain" / "train.py"
+TINY = [
+    "--size=tiny", "--d_model=32", "--nhead=2", "--num_layers=2",
+    "--csgu_linear_units=64", "--d_ffn=64", "--kernel_size=5",
+    "--subsampling_channels=32", "--cb_vocab=256", "--segment_seconds=2.0",
+    "--max_batch_seconds=8.0", "--num_workers=0", "--valid_fraction=0.25",
+    "--warmup_steps=1", "--log_interval=1", "--noprogressbar",
+]
+
+
+def env() -> dict[str, str]:
+    """The environment of a recipe subprocess: one thread, this checkout."""
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def args_for(
+    hparams: str, data: str | os.PathLike | None, out: str | os.PathLike,
+    steps: int, extra: Sequence[str] = (),
+) -> list[str]:
+    """Arguments of train.py: the HPARAMS file with the TINY options it knows.
+
+    ``--d_ffn``/``--csgu`` are passed only where the file has them; an
+    option of ``extra`` replaces the TINY one of the same name; with
+    ``data`` None no ``--data_folder`` is given (the demo corpus is used).
+    """
+    text = (ROOT / "hparams" / f"{hparams}.yaml").read_text()
+    replaced = {a.split("=")[0] for a in extra}
+    opts = [a for a in TINY
+            if (a.split("=")[0][2:] in text or a == "--noprogressbar")
+            and a.split("=")[0] not in replaced]
+    data_opt = [] if data is None else [f"--data_folder={data}"]
+    return [str(ROOT / "hparams" / f"{hparams}.yaml"), *data_opt,
+            f"--output_folder={out}", f"--total_steps={steps}", *opts, *extra]
+
+
+def optimizer_steps(out: str | os.PathLike) -> int:
+    """``optimizer_step`` saved in the latest complete checkpoint of a run."""
+    ckpt = latest_checkpoint(Path(out) / "save")
+    with open(ckpt / "brain.ckpt", encoding="utf-8") as f:
+        return yaml.safe_load(f)["optimizer_step"]

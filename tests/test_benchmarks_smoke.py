@@ -1,0 +1,88 @@
+"""Smoke test of the benchmark scripts: each runs with ``--quick`` and writes
+JSON with the expected structure (timing values are not checked).
+
+The five scripts run concurrently (separate processes), since most of their
+wall time is importing torch on a shared 2-core machine.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ("quantizer", "mixer_scaling", "encoders_vs_peers", "hardware_limit",
+           "pretrain_throughput")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick",
+             "--threads", "1", "--out", str(out / f"{name}.json")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for name in SCRIPTS
+    }
+    logs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
+    return {name: (procs[name].returncode, logs[name], out / f"{name}.json")
+            for name in SCRIPTS}
+
+
+def load(results, name):
+    code, log, path = results[name]
+    assert code == 0, log
+    data = json.loads(path.read_text())
+    assert data["benchmark"] == name
+    assert {"cpu", "cores", "torch", "threads"} <= set(data["machine"])
+    assert data["config"]["quick"] is True
+    return data
+
+
+def test_quantizer(results):
+    data = load(results, "quantizer")
+    assert [r["side"] for r in data["rows"]] == ["ours", "speechbrain"]
+    for row in data["rows"]:
+        assert {"median_s", "peak_mib"} <= set(row)
+        assert "error" not in row["memory"]
+    assert data["tokens_identical"] is True
+    assert {"speedup", "memory_ratio"} == set(data["targets"])
+
+
+def test_mixer_scaling(results):
+    data = load(results, "mixer_scaling")
+    mixers = {r["mixer"] for r in data["rows"]}
+    assert mixers == {"SummaryMixing", "RoPEMHA", "regularMHA"}
+    assert all({"median_s", "peak_mib", "frames"} <= set(r) for r in data["rows"])
+    check = data["checks"]["fp32"]
+    assert {"summary_time_growth", "linear", "RoPEMHA", "regularMHA"} <= set(check)
+
+
+def test_encoders_vs_peers(results):
+    data = load(results, "encoders_vs_peers")
+    pairs = {(r["model"], r["clip"]) for r in data["rows"]}
+    models = {"brn_sum_large", "brn_sum_small", "mert_330m", "mert_95m"}
+    assert pairs == {(m, c) for m in models for c in ("short", "long")}
+    assert all({"median_s", "peak_mib"} <= set(r) for r in data["rows"])
+    assert set(data["comparisons"]) == {
+        "brn_sum_large/short", "brn_sum_large/long",
+        "brn_sum_small/short", "brn_sum_small/long"}
+
+
+def test_hardware_limit(results):
+    data = load(results, "hardware_limit")
+    assert {(r["dtype"], r["workload"]) for r in data["rows"]} == {
+        (d, w) for d in ("fp32", "bf16") for w in ("encoder", "model", "mm")}
+    assert all(r["gflop"] > 0 for r in data["rows"])
+    assert set(data["targets"]) == {"fp32", "bf16"}
+
+
+def test_pretrain_throughput(results):
+    data = load(results, "pretrain_throughput")
+    assert {(r["kind"], r["precision"]) for r in data["rows"]} == {
+        (k, p) for k in ("train", "infer") for p in ("fp32", "bf16")}
+    assert all(r["audio_hours_per_hour"] > 0 for r in data["rows"])
+    assert set(data["bf16_vs_fp32"]) == {"tiny/train", "tiny/infer"}
