@@ -30,6 +30,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
+#: Repository root (the hparams files are read from here).
+ROOT = Path(__file__).resolve().parents[1]
 #: Folder the scripts write their JSON to by default.
 RESULTS_DIR = Path("results/bench")
 #: Folder of the plots shown in docs/benchmarks.md.
@@ -385,3 +387,19 @@ def precision(dtype: torch.dtype, device: str = "cpu"):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device, dtype=dtype)
+
+
+def load_hparams(size: str, overrides: Optional[Mapping[str, Any]] = None,
+                 name: str = "brn_sum") -> dict:
+    """The objects of ``hparams/<name>.yaml`` at model ``size``.
+
+    Example
+    -------
+    >>> h = load_hparams("tiny", {"num_layers": 1})
+    >>> h["model"].num_layers, h["d_model"]
+    (1, 192)
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(ROOT / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
+        return load_hyperpyyaml(f, {"size": size, **(overrides or {})})

@@ -30,7 +30,8 @@ from typing import Callable
 import torch
 
 from common import (
-    cast_model, dtype_of, format_table, interleaved_times, machine_info, parser,
+    cast_model, dtype_of, format_table, interleaved_times, load_hparams,
+    machine_info, parser,
     peak_memory, precision, ratio, set_threads, start_memory_server, summary,
     write_json,
 )
@@ -71,12 +72,7 @@ def build_model(name: str, size_override: dict | None = None) -> torch.nn.Module
         config = HubertConfig(**{**settings, **(size_override or {})})
         config._attn_implementation = "sdpa"
         return HubertModel(config).eval()
-    from hyperpyyaml import load_hyperpyyaml
-
-    size = name.rsplit("_", 1)[1]
-    with open("hparams/brn_sum.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, {"size": size, **(size_override or {})})
-    return hparams["model"].eval()
+    return load_hparams(name.rsplit("_", 1)[1], size_override)["model"].eval()
 
 
 def embed(model: torch.nn.Module, wav: torch.Tensor) -> list[torch.Tensor]:

@@ -25,7 +25,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import (
-    cast_model, dtype_of, format_table, interleaved_times, machine_info, parser, ratio,
+    cast_model, dtype_of, format_table, interleaved_times, load_hparams,
+    machine_info, parser, ratio,
     precision, set_threads, summary, write_json,
 )
 
@@ -48,11 +49,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def build_model(size: str, override: dict | None = None) -> torch.nn.Module:
     """The eval-mode ``MusicModel`` of ``hparams/brn_sum.yaml`` at ``size``."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open("hparams/brn_sum.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, {"size": size, **(override or {})})
-    return hparams["model"].eval()
+    return load_hparams(size, override)["model"].eval()
 
 
 def workloads(size: str, seconds: float, dtype: torch.dtype, mm_size: int,

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from common import (
-    format_table, interleaved_times, machine_info, parser, ratio,
+    format_table, interleaved_times, load_hparams, machine_info, parser, ratio,
     set_threads, summary, write_json,
 )
 from muselq_sb.nnet.heads import masked_ssl_loss
@@ -35,11 +35,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def build_ssl(size: str, device: str, override: dict | None = None):
     """The ``ssl_model`` of ``hparams/brn_sum.yaml`` at ``size`` on ``device``."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open("hparams/brn_sum.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, {"size": size, **(override or {})})
-    return hparams["ssl_model"].to(device)
+    return load_hparams(size, override)["ssl_model"].to(device)
 
 
 def autocast(device: str, name: str):

@@ -10,7 +10,7 @@ first sample after ``--warmup`` steps and the last one, also per 1,000 steps.
 
 ::
 
-    python benchmarks/soak.py --steps 1200 --every 50
+    python benchmarks/soak.py --steps 6000 --every 50
 
 Authors
  * muselq_sb team
@@ -77,25 +77,29 @@ def last_train_step(metrics_file: Path) -> int:
 
 
 def summarize(samples: list[dict[str, float]], warmup: int) -> dict[str, Any]:
-    """RSS growth after the warm-up (MiB, and MiB per 1,000 steps).
+    """RSS growth after the warm-up: end to end (MiB) and the least-squares
+    slope (MiB per 1,000 steps).
 
     Example
     -------
     >>> s = [{"step": 50, "rss_mib": 300.0}, {"step": 100, "rss_mib": 320.0},
-    ...      {"step": 1100, "rss_mib": 322.0}]
-    >>> summarize(s, warmup=100)["growth_mib_per_1000_steps"]
-    2.0
+    ...      {"step": 600, "rss_mib": 321.0}, {"step": 1100, "rss_mib": 322.0}]
+    >>> r = summarize(s, warmup=100)
+    >>> r["growth_mib"], r["slope_mib_per_1000_steps"]
+    (2.0, 2.0)
     """
     after = [s for s in samples if s["step"] >= warmup] or samples
-    first, last = after[0], after[-1]
-    steps = max(1, last["step"] - first["step"])
-    growth = last["rss_mib"] - first["rss_mib"]
+    steps = [s["step"] for s in after]
+    rss = [s["rss_mib"] for s in after]
+    mean_step, mean_rss = sum(steps) / len(steps), sum(rss) / len(rss)
+    spread = sum((x - mean_step) ** 2 for x in steps) or 1.0
+    slope = sum((x - mean_step) * (y - mean_rss) for x, y in zip(steps, rss)) / spread
     return {
-        "rss_first_after_warmup_mib": round(first["rss_mib"], 1),
-        "rss_last_mib": round(last["rss_mib"], 1),
+        "rss_first_after_warmup_mib": round(rss[0], 1),
+        "rss_last_mib": round(rss[-1], 1),
         "rss_max_mib": round(max(s["rss_mib"] for s in samples), 1),
-        "growth_mib": round(growth, 1),
-        "growth_mib_per_1000_steps": round(1000 * growth / steps, 2),
+        "growth_mib": round(rss[-1] - rss[0], 1),
+        "slope_mib_per_1000_steps": round(1000 * slope, 2),
     }
 
 
@@ -123,15 +127,23 @@ def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> di
             print(f"step {step:5d}  rss {rss:7.1f} MiB", flush=True)
         time.sleep(0.2)
     stderr = proc.stderr.read()
+    # the last step is followed by validation, a checkpoint and the report:
+    # not steady-state training, so it is left out
+    samples = [s for s in samples if s["step"] < steps]
     if proc.returncode != 0 or not samples:
         raise SystemExit(f"soak run failed ({proc.returncode}):\n{stderr[-3000:]}")
     steps_done = samples[-1]["step"] - samples[0]["step"]
     return {
-        "steps": samples[-1]["step"],
+        "steps": steps,
         "every": every,
         "warmup_steps": warmup,
         "steps_per_second": round(steps_done / max(1e-9, samples[-1]["seconds"]), 2),
         **summarize(samples, warmup),
+        # a leak keeps growing; a one-off jump (allocator, a larger batch)
+        # does not: the slope of the second half tells them apart
+        "slope_second_half_mib_per_1000_steps": summarize(
+            samples, (warmup + samples[-1]["step"]) // 2
+        )["slope_mib_per_1000_steps"],
         "samples": samples,
     }
 
@@ -139,7 +151,7 @@ def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> di
 def main() -> None:
     """Command line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--every", type=int, default=50, help="steps between samples")
     p.add_argument("--warmup", type=int, default=200, help="steps before the baseline")
     p.add_argument("--output-folder", default=None, help="run folder (default: temp)")

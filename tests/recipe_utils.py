@@ -58,3 +58,58 @@ def optimizer_steps(out: str | os.PathLike) -> int:
     ckpt = latest_checkpoint(Path(out) / "save")
     with open(ckpt / "brain.ckpt", encoding="utf-8") as f:
         return yaml.safe_load(f)["optimizer_step"]
+
+
+def tiny_overrides(hparams: str = "brn_sum", **extra: object) -> dict[str, object]:
+    """The TINY options known to an HPARAMS file as a dict, plus ``extra``.
+
+    Example
+    -------
+    >>> o = tiny_overrides("cnf_sum", total_steps=4)
+    >>> o["d_model"], "csgu_linear_units" in o, o["total_steps"]
+    (32, False, 4)
+    """
+    text = (ROOT / "hparams" / f"{hparams}.yaml").read_text()
+    options = {}
+    for arg in TINY:
+        key, _, value = arg[2:].partition("=")
+        if value and key in text:
+            options[key] = yaml.safe_load(value)
+    return {**options, **extra}
+
+
+def tiny_brain(
+    out: str | os.PathLike, data_folder: str | os.PathLike,
+    hparams: str = "brn_sum", run_opts: dict | None = None, **extra: object,
+):
+    """A tiny ``BestRQBrain`` in this process, its data prepared.
+
+    Returns
+    -------
+    brain, hparams, fit
+        ``fit()`` trains as ``recipes/pretrain/train.py`` does.
+    """
+    import speechbrain as sb
+    from hyperpyyaml import load_hyperpyyaml
+
+    from muselq_sb.pretrain.brain import BestRQBrain
+    from muselq_sb.pretrain.data import dataio_prepare, prepare_data
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    overrides = tiny_overrides(hparams, output_folder=str(out),
+                               data_folder=str(data_folder), **extra)
+    with open(ROOT / "hparams" / f"{hparams}.yaml", encoding="utf-8") as f:
+        hp = load_hyperpyyaml(f, overrides)
+    train, valid, train_kwargs, valid_kwargs = dataio_prepare(hp, prepare_data(hp))
+    brain = BestRQBrain(
+        modules=hp["modules"], opt_class=hp["optimizer"], hparams=hp,
+        run_opts={"device": "cpu", "noprogressbar": True, **(run_opts or {})},
+        checkpointer=hp["checkpointer"],
+    )
+
+    def fit() -> None:
+        brain.fit(hp["epoch_counter"], train, valid,
+                  train_loader_kwargs=train_kwargs,
+                  valid_loader_kwargs=valid_kwargs)
+
+    return brain, hp, fit

@@ -75,3 +75,14 @@ def test_normalizer_eval_does_not_update():
     norm = FeatureNormalizer(3).eval()
     norm(torch.randn(1, 10, 3) + 5, torch.tensor([10]))
     assert float(norm.count) == 0.0
+
+
+def test_mel_frames_same_alone_and_zero_padded():
+    fe = MelFrontend()
+    wav = torch.randn(1, 24000)
+    alone, _ = fe(wav, torch.ones(1))
+    padded = torch.nn.functional.pad(wav, (0, 12000))
+    batched, lens = fe(padded, torch.tensor([24000 / 36000]))
+    n = int(lens)
+    assert n == alone.shape[1]
+    assert torch.allclose(batched[0, :n], alone[0], atol=1e-4)

@@ -185,9 +185,9 @@ def test_batch_matches_single_and_bf16(encoder, model_folder):
     single = encoder.encode_batch(b[None], layers="all")[0]
     n = single.shape[1]
     assert out.shape[2] == n_stacked_frames(48000) > n
-    # padding changes only the centred STFT of the last 80 ms (zeros instead
-    # of the reflected signal), hence also the summary mean, a little
-    assert torch.allclose(out[1, :, :n - 2], single[:, :n - 2], atol=1e-3)
+    # the front-end pads with zeros and padding never enters the encoder:
+    # an item's frames do not depend on its batch mates
+    assert torch.allclose(out[1, :, :n], single, atol=1e-4)
     pooled = encoder.encode_batch(wavs, torch.tensor([1.0, 30000 / 48000]),
                                   pooling="mean")
     assert torch.allclose(pooled[1], out[1, -1, :n].mean(0), atol=1e-6)
@@ -323,7 +323,7 @@ def test_torchscript_and_int8_match_pytorch(encoder, tmp_path):
     assert 0 < max(q_diffs) < 0.1
 
 
-def test_onnx_matches_pytorch(tmp_path):
-    model = attention_model()
+def test_onnx_matches_pytorch(encoder, tmp_path):
+    model = encoder.model
     diffs = check_onnx(model, export_onnx(model, tmp_path / "m.onnx"))
     assert len(diffs) == 3 and max(diffs) < 1e-4

@@ -60,17 +60,14 @@ def test_plain_reading_builds_nothing(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("option, key", [
-    ("--nhead=3", "nhead"),
-    ("--data_folder=/nonexistent", "data_folder"),
-])
-def test_recipe_exits_before_training(option, key, tmp_path):
+def test_recipe_exits_before_training(tmp_path):
     out = tmp_path / "run"
-    args = args_for("brn_sum", tmp_path, out, 3, [option])
+    args = args_for("brn_sum", tmp_path, out, 3, ["--nhead=3"])
     start = time.time()
     proc = subprocess.run([sys.executable, str(TRAIN), *args], env=env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert f"{key}: " in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("muselq_sb.pretrain.checks.ConfigError: nhead: "), last
     assert not out.exists()  # nothing written: no experiment folder, no step
     assert time.time() - start < 60

@@ -55,9 +55,11 @@ class MelFrontend(nn.Module):
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.log_offset = log_offset
+        # zero (not reflect) padding at the signal ends: a clip then gives
+        # the same frames alone and zero-padded in a batch
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-            n_mels=n_mels, center=True, power=2.0,
+            n_mels=n_mels, center=True, pad_mode="constant", power=2.0,
         )
 
     @property
