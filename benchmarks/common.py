@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 #: Repository root (the hparams files are read from here).
 ROOT = Path(__file__).resolve().parents[1]
@@ -403,3 +404,17 @@ def load_hparams(size: str, overrides: Optional[Mapping[str, Any]] = None,
 
     with open(ROOT / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
         return load_hyperpyyaml(f, {"size": size, **(overrides or {})})
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them.
+
+    Example
+    -------
+    >>> a = torch.ones(8, 4); b = torch.ones(4, 2)
+    >>> count_flops(lambda: a @ b)
+    128
+    """
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()

@@ -8,7 +8,9 @@ waveform CNN at 75 Hz, 24 x 1024 pre-LN / 12 x 768 post-LN, SDPA attention).
 All return every layer's hidden states for a 24 kHz clip of 30 s and a
 5-minute track, batch 1, no grad, same threads and dtype.
 
-Short clips are timed interleaved (``--repeats``) and each configuration's
+FLOPs are counted with ``FlopCounterMode`` (ours on the first, untimed
+call; MERT's 5-minute passes on the meta device, without computing).
+Clips are timed interleaved (``--repeats``) and each configuration's
 peak memory is measured in a fresh child process. A 5-minute pass of a MERT
 architecture takes minutes, so each is run once, in its memory child, whose
 time is reported (``--skip-long-peers`` leaves them out).
@@ -30,7 +32,7 @@ from typing import Callable
 import torch
 
 from common import (
-    cast_model, dtype_of, format_table, interleaved_times, load_hparams,
+    cast_model, count_flops, dtype_of, format_table, interleaved_times, load_hparams,
     machine_info, parser,
     peak_memory, precision, ratio, set_threads, start_memory_server, summary,
     write_json,
@@ -98,6 +100,20 @@ def build(name: str, seconds: float, dtype: str,
     return lambda: embed(model, wav)
 
 
+def meta_gflop(name: str, seconds: float, size_override: dict | None = None) -> float:
+    """GFLOP of one MERT embedding, counted on the meta device (no compute).
+
+    Example
+    -------
+    >>> meta_gflop("mert_95m", 30.0) > 800
+    True
+    """
+    with torch.device("meta"):
+        model = build_model(name, size_override)
+        wav = torch.zeros(1, int(seconds * SAMPLE_RATE))
+    return round(count_flops(lambda: embed(model, wav)) / 1e9, 1)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Runs the benchmark, prints a table and writes JSON."""
     p = parser("encoders_vs_peers", __doc__.split("\n")[0])
@@ -124,16 +140,18 @@ def main(argv: list[str] | None = None) -> dict:
     for label, seconds in (("short", args.short), ("long", args.long)):
         once = [m for m in models if label == "long" and m in MERT]
         calls = {m: build(**kwargs(m, seconds)) for m in models if m not in once}
+        gflop = {m: round(count_flops(call) / 1e9, 1) for m, call in calls.items()}
+        gflop.update({m: meta_gflop(m, seconds, override.get("mert")) for m in once})
         times = interleaved_times(calls, args.repeats, warmup=0)
         del calls
         for name in models:
             if name in once and args.skip_long_peers:
                 rows.append({"model": name, "clip": label, "seconds": seconds,
-                             "skipped": "--skip-long-peers"})
+                             "gflop": gflop[name], "skipped": "--skip-long-peers"})
                 continue
             mem = peak_memory(build, kwargs(name, seconds), args.threads)
             row = {"model": name, "clip": label, "seconds": seconds,
-                   "peak_mib": mem.get("peak_mib"), "memory": mem}
+                   "gflop": gflop[name], "peak_mib": mem.get("peak_mib"), "memory": mem}
             row.update(summary(times[name]) if name in times
                        else summary([mem["seconds"]]) if "seconds" in mem else {})
             rows.append(row)
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
             mem = ratio(b.get("peak_mib"), a.get("peak_mib"))
             target = SPEED_TARGETS[ours][i]
             entry = {"peer": peer, "speedup": speed, "memory_ratio": mem,
+                     "flop_ratio": ratio(b["gflop"], a["gflop"]),
                      "speed_target": target,
                      "speed_met": None if target is None else bool(speed and speed >= target)}
             if (ours, label) == ("brn_sum_large", "long"):
@@ -163,8 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "comparisons": comparisons,
     }
-    print(format_table(rows, ["model", "clip", "median_s", "min_s", "max_s", "n",
-                              "peak_mib", "skipped"]))
+    print(format_table(rows, ["model", "clip", "gflop", "median_s", "min_s", "max_s",
+                              "n", "peak_mib", "skipped"]))
     for key, c in comparisons.items():
         print(key, c)
     print(f"wrote {write_json(args.out, result)}")

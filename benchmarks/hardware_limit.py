@@ -22,29 +22,14 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from common import (
-    cast_model, dtype_of, format_table, interleaved_times, load_hparams,
+    cast_model, count_flops, dtype_of, format_table, interleaved_times, load_hparams,
     machine_info, parser, ratio,
     precision, set_threads, summary, write_json,
 )
 
 TARGET_FRACTION = 0.70
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them.
-
-    Example
-    -------
-    >>> a = torch.ones(8, 4); b = torch.ones(4, 2)
-    >>> count_flops(lambda: a @ b)
-    128
-    """
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def build_model(size: str, override: dict | None = None) -> torch.nn.Module:

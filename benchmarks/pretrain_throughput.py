@@ -11,7 +11,8 @@ processed per hour. Targets (bf16 vs fp32): >= 2x for a training step,
 
 Usage::
 
-    .venv/bin/python benchmarks/pretrain_throughput.py [--sizes small tiny] [--device cuda] [--quick]
+    .venv/bin/python benchmarks/pretrain_throughput.py [--sizes small tiny]
+        [--device cuda] [--profile] [--quick]
 
 Authors
  * muselq_sb team
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
         for (kind, name), t in times.items():
             stats = summary(t)
             rows.append({"size": size, "kind": kind, "precision": name, **stats,
-                         "audio_hours_per_hour": round(args.batch * seconds / stats["median_s"], 1)})
+                         "audio_hours_per_hour":
+                             round(args.batch * seconds / stats["median_s"], 1)})
         for kind in TARGETS:
             r = ratio(summary(times[(kind, "fp32")])["median_s"],
                       summary(times[(kind, "bf16")])["median_s"])

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": speedup,
         "memory_ratio": memory_ratio,
         "targets": {
-            "speedup": {"target": TARGET_SPEEDUP, "met": bool(speedup and speedup >= TARGET_SPEEDUP)},
+            "speedup": {"target": TARGET_SPEEDUP,
+                        "met": bool(speedup and speedup >= TARGET_SPEEDUP)},
             "memory_ratio": {"target": TARGET_MEMORY,
                              "met": bool(memory_ratio and memory_ratio >= TARGET_MEMORY)},
         },

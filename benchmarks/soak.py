@@ -10,7 +10,7 @@ first sample after ``--warmup`` steps and the last one, also per 1,000 steps.
 
 ::
 
-    python benchmarks/soak.py --steps 6000 --every 50
+    python benchmarks/soak.py --steps 10000 --every 50
 
 Authors
  * muselq_sb team
@@ -103,6 +103,40 @@ def summarize(samples: list[dict[str, float]], warmup: int) -> dict[str, Any]:
     }
 
 
+def valid_steps(metrics_file: Path) -> list[int]:
+    """The steps at which the run validated (one per epoch end)."""
+    steps = []
+    for line in metrics_file.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("stage") == "valid":
+            steps.append(int(record["step"]))
+    return steps
+
+
+def split_by_epoch(
+    samples: list[dict[str, float]], boundaries: list[int]
+) -> dict[str, Any]:
+    """RSS change inside epochs vs across epoch ends (validation, the
+    end-of-epoch checkpoint), from consecutive samples.
+
+    Example
+    -------
+    >>> s = [{"step": 50, "rss_mib": 300.0}, {"step": 100, "rss_mib": 301.0},
+    ...      {"step": 150, "rss_mib": 320.0}, {"step": 200, "rss_mib": 320.0}]
+    >>> split_by_epoch(s, [120])
+    {'growth_within_epochs_mib': 1.0, 'epoch_end_jumps_mib': [19.0]}
+    """
+    within, jumps = 0.0, []
+    for a, b in zip(samples, samples[1:]):
+        delta = b["rss_mib"] - a["rss_mib"]
+        if any(a["step"] < v <= b["step"] for v in boundaries):
+            jumps.append(round(delta, 1))
+        else:
+            within += delta
+    return {"growth_within_epochs_mib": round(within, 1),
+            "epoch_end_jumps_mib": jumps}
+
+
 def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> dict:
     """Runs the recipe for ``steps`` steps, sampling RSS; returns the report."""
     args = args_for("brn_sum", None, out, steps, [
@@ -139,6 +173,8 @@ def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> di
         "warmup_steps": warmup,
         "steps_per_second": round(steps_done / max(1e-9, samples[-1]["seconds"]), 2),
         **summarize(samples, warmup),
+        **split_by_epoch([x for x in samples if x["step"] >= warmup],
+                         valid_steps(out / "metrics.jsonl")),
         # a leak keeps growing; a one-off jump (allocator, a larger batch)
         # does not: the slope of the second half tells them apart
         "slope_second_half_mib_per_1000_steps": summarize(
@@ -151,7 +187,7 @@ def soak(steps: int, every: int, warmup: int, out: Path, extra: list[str]) -> di
 def main() -> None:
     """Command line entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=10000)
     p.add_argument("--every", type=int, default=50, help="steps between samples")
     p.add_argument("--warmup", type=int, default=200, help="steps before the baseline")
     p.add_argument("--output-folder", default=None, help="run folder (default: temp)")

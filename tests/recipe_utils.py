@@ -89,7 +89,6 @@ def tiny_brain(
     brain, hparams, fit
         ``fit()`` trains as ``recipes/pretrain/train.py`` does.
     """
-    import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
 
     from muselq_sb.pretrain.brain import BestRQBrain

@@ -66,7 +66,8 @@ def test_encoders_vs_peers(results):
     pairs = {(r["model"], r["clip"]) for r in data["rows"]}
     models = {"brn_sum_large", "brn_sum_small", "mert_330m", "mert_95m"}
     assert pairs == {(m, c) for m in models for c in ("short", "long")}
-    assert all({"median_s", "peak_mib"} <= set(r) for r in data["rows"])
+    assert all({"median_s", "peak_mib", "gflop"} <= set(r) for r in data["rows"])
+    assert all(c["flop_ratio"] > 1 for c in data["comparisons"].values())
     assert set(data["comparisons"]) == {
         "brn_sum_large/short", "brn_sum_large/long",
         "brn_sum_small/short", "brn_sum_small/long"}

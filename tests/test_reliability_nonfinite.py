@@ -49,7 +49,7 @@ def same(a, b):
 
 
 def test_nonfinite_steps_are_skipped_counted_and_harmless(songs, tmp_path, caplog):
-    # 3 training songs x 2 s in 4 s batches: 2 forwards per epoch
+    # 3 training songs of 2 s, one per batch here: 3 forwards per epoch
     brain, hp, fit = tiny_brain(tmp_path / "run", songs, total_steps=4,
                                 max_batch_seconds=4.0, ckpt_interval_steps=0)
     nan = NaNInjector(brain, calls={2, 4})

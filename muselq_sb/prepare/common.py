@@ -29,12 +29,13 @@ Authors
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import IO, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import soundfile as sf
 
@@ -170,6 +171,74 @@ def count_labels(
     return counts
 
 
+def _first_undecodable_line(path: str | os.PathLike, encoding: str) -> int | None:
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return line_no
+    return None
+
+
+@contextlib.contextmanager
+def open_text(
+    path: str | os.PathLike, encoding: str = "utf-8", newline: str | None = None
+) -> Iterator[IO[str]]:
+    """Opens an annotation file for reading text.
+
+    Bytes that do not decode (while the ``with`` block reads) raise
+    ``PrepareError`` naming the file and the line they are on, instead of
+    a bare ``UnicodeDecodeError``.
+
+    Arguments
+    ---------
+    path : path-like
+        The file.
+    encoding : str
+        Its text encoding.
+    newline : str, optional
+        As for ``open``.
+
+    Returns
+    -------
+    context manager
+        Yielding the open text file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = f.write_bytes(b"fine\\n\\xff broken\\n")
+    >>> with open_text(f) as text:  # doctest: +ELLIPSIS
+    ...     text.read()
+    Traceback (most recent call last):
+    ...
+    muselq_sb.prepare.common.PrepareError: ...a.txt:2: not valid utf-8 text (invalid start byte)
+    """
+    try:
+        with open(path, encoding=encoding, newline=newline) as f:
+            yield f
+    except UnicodeDecodeError as err:
+        raise PrepareError(f"not valid {encoding} text ({err.reason})", path,
+                           _first_undecodable_line(path, encoding)) from None
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The whole text of an annotation file (see ``open_text``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = f.write_text("C minor\\n")
+    >>> read_text(f)
+    'C minor\\n'
+    """
+    with open_text(path, encoding) as f:
+        return f.read()
+
+
 def tsv_rows(
     path: str | os.PathLike, header: Sequence[str], what: str,
     more_fields: bool = False,
@@ -201,7 +270,7 @@ def tsv_rows(
     [(2, ['5061', 'D# minor'])]
     """
     path = require_file(path, what)
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path, newline="") as f:
         for line_no, line in enumerate(f, start=1):
             fields = line.rstrip("\r\n").split("\t")
             if line_no == 1:
@@ -260,7 +329,8 @@ def listed_audio_rows(
 
     A missing file raises ``PrepareError`` naming the list file and line,
     unless ``allow_missing`` (then it is skipped and counted). A file whose
-    header cannot be read is logged, skipped and counted.
+    header cannot be read is logged, skipped and counted. An ``ID`` listed
+    twice in one split raises ``PrepareError`` naming both places.
 
     Arguments
     ---------
@@ -295,7 +365,14 @@ def listed_audio_rows(
     skipped: dict[str, list[str]] = {"missing": [], "unreadable": []}
     for split, items in splits.items():
         rows[split] = []
+        first_seen: dict[str, ListedAudio] = {}
         for item in items:
+            first = first_seen.setdefault(item.row["ID"], item)
+            if first is not item:
+                raise PrepareError(
+                    f"item {item.row['ID']} is listed twice (first at "
+                    f"{first.source}:{first.line})", item.source, item.line,
+                )
             path = os.path.abspath(item.path)
             if not item.path.is_file():
                 if not allow_missing:

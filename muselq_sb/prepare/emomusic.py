@@ -44,6 +44,7 @@ from muselq_sb.prepare.common import (
     listed_audio_rows,
     prepare_parser,
     prepare_tasks,
+    read_text,
     require_file,
     run_cli,
 )
@@ -82,8 +83,7 @@ def read_split_list(path: str | os.PathLike = SPLIT_LIST) -> dict[str, str]:
     """
     path = require_file(path, "EmoMusic split list")
     split: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     if not lines or lines[0].split("\t") != ["song_id", "split"]:
         raise PrepareError("expected the header 'song_id<TAB>split'", path, 1)
     for number, line in enumerate(lines[1:], start=2):

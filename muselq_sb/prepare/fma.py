@@ -23,7 +23,12 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from muselq_sb.prepare.common import PrepareError, require_dir, require_file
+from muselq_sb.prepare.common import (
+    PrepareError,
+    open_text,
+    require_dir,
+    require_file,
+)
 from muselq_sb.prepare.folder import TrackListing
 
 logger = logging.getLogger(__name__)
@@ -71,7 +76,7 @@ def read_fma_tracks(tracks_csv: str | os.PathLike) -> dict[int, dict[str, str]]:
     """
     path = require_file(tracks_csv, "FMA tracks.csv")
     tracks: dict[int, dict[str, str]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f)
         header = [next(reader, []) for _ in range(3)]
         groups, fields, index = header

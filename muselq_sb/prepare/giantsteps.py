@@ -40,6 +40,7 @@ from muselq_sb.prepare.common import (
     listed_audio_rows,
     prepare_parser,
     prepare_tasks,
+    read_text,
     require_file,
     run_cli,
     tsv_rows,
@@ -208,7 +209,7 @@ def prepare_giantsteps(
         """The annotated key of a listed song (PrepareError if unusable)."""
         if split == "test":
             path = require_file(key_files[song_id], "GiantSteps key annotation")
-            return _key_or_error(path.read_text(encoding="utf-8").strip(), path, 1)
+            return _key_or_error(read_text(path).strip(), path, 1)
         if song_id not in mtg:
             raise PrepareError(f"song {song_id} of the split list {split_file} "
                                "is not annotated", mtg_annotations)

@@ -33,6 +33,7 @@ from muselq_sb.prepare.common import (
     listed_audio_rows,
     prepare_parser,
     prepare_tasks,
+    read_text,
     require_dir,
     require_file,
     run_cli,
@@ -89,7 +90,7 @@ def read_split_list(
     [({'ID': 'pop.00001', 'label': 'pop'}, 1)]
     """
     items = []
-    text = require_file(path, "GTZAN split list").read_text(encoding="utf-8")
+    text = read_text(require_file(path, "GTZAN split list"))
     for line_no, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
         if not entry or entry in EXCLUDED:

@@ -36,6 +36,7 @@ from muselq_sb.prepare.common import (
     PrepareError,
     TaskSpec,
     listed_audio_rows,
+    open_text,
     prepare_parser,
     prepare_tasks,
     require_file,
@@ -94,7 +95,7 @@ def read_annotations(path: Path) -> list[tuple[int, str, list[str], str]]:
     [(2, '2', ['guitar', 'choral'], 'f/a-b-01-c-0-29.mp3')]
     """
     require_file(path, "MTAT annotations")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, [])
         missing = [c for c in ("clip_id", *TOP50, "mp3_path") if c not in header]

@@ -21,7 +21,12 @@ import os
 import re
 from typing import Sequence
 
-from muselq_sb.prepare.common import PrepareError, require_dir, require_file
+from muselq_sb.prepare.common import (
+    PrepareError,
+    open_text,
+    require_dir,
+    require_file,
+)
 from muselq_sb.prepare.folder import TrackListing
 
 logger = logging.getLogger(__name__)
@@ -50,7 +55,7 @@ def read_music4all_ids(info_csv: str | os.PathLike) -> list[str]:
     path = require_file(info_csv, "Music4All id_information.csv")
     ids: list[str] = []
     seen: set[str] = set()
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if not header or header[0].strip() != "id":

@@ -35,9 +35,9 @@ class BestRQBrain(sb.Brain):
     ``keep_checkpoints``, ``sample_rate``, ``metrics_file`` (JSON lines)
     and optionally ``tensorboard_folder``.
 
-    An ``EmptyBatch`` (every item unreadable) is counted, and a silent
-    placeholder runs in its place with zero loss weight, so that distributed
-    processes stay in step.
+    An ``EmptyBatch`` (every item unreadable) is counted and skipped; under
+    DDP a silent placeholder runs in its place with zero loss weight, so
+    that the processes stay in step.
 
     A step whose loss or gradients are not finite is skipped (no parameter
     or optimizer update) and counted; after ``nonfinite_patience``
@@ -71,6 +71,9 @@ class BestRQBrain(sb.Brain):
         """Trains on ``batch``; an ``EmptyBatch`` runs a zero-weight step."""
         self.skips.add(batch)
         if isinstance(batch, EmptyBatch):
+            if not self.distributed_launch:
+                return torch.tensor(0.0)  # nothing to learn from: no step
+            # other processes may have data: take part in the collectives
             batch = self._placeholder_batch()
         return super().fit_batch(batch)
 
@@ -193,7 +196,8 @@ class BestRQBrain(sb.Brain):
         )
         if if_main_process():
             record = {"step": self.optimizer_step, "stage": "valid",
-                      "epoch": epoch, "time": time.time(), **stats}
+                      "epoch": epoch, "time": time.time(), **stats,
+                      "train_skipped_files": self.train_stats["skipped_files"]}
             with open(self.hparams.metrics_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             if self.tb_writer is not None:

@@ -32,7 +32,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "num_layers": 4, "d_model": 192, "nhead": 4,
         "csgu_linear_units": 768, "d_ffn": 768, "kernel_size": 15,
         "subsampling_channels": 192,
-        "lr": 1.0e-3, "warmup_steps": 100, "total_steps": 1000,
+        "lr": 1.0e-3, "warmup_steps": 60, "total_steps": 600,
         "max_batch_seconds": 80.0, "segment_seconds": 10.0,
     },
 }
