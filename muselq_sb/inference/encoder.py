@@ -64,8 +64,8 @@ def chunked_log_mel(
 
     The full front-end holds the whole complex STFT (about 0.5 GB for ten
     minutes at 24 kHz); chunks bound that to ``chunk_frames`` frames. The
-    signal is reflect-padded once, as the centred STFT does, so the result
-    is the same.
+    signal is padded once, the way the front-end's centred STFT pads it, so
+    the result is the same.
 
     Arguments
     ---------
@@ -103,7 +103,8 @@ def chunked_log_mel(
     mel_fn.spectrogram.center = False
     with torch.autocast(wavs.device.type, enabled=False):
         padded = nn.functional.pad(
-            wavs.float()[:, None], (n_fft // 2, n_fft // 2), mode="reflect"
+            wavs.float()[:, None], (n_fft // 2, n_fft // 2),
+            mode=frontend.mel.spectrogram.pad_mode,
         )[:, 0]
         chunks = []
         for first in range(0, n_frames, chunk_frames):
