@@ -86,3 +86,17 @@ def test_mel_frames_same_alone_and_zero_padded():
     n = int(lens)
     assert n == alone.shape[1]
     assert torch.allclose(batched[0, :n], alone[0], atol=1e-4)
+
+
+def test_model_cast_to_bf16_keeps_fp32_features():
+    enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                              csgu_linear_units=32)
+    model = MusicModel(enc, d_model=16, subsampling_channels=16).eval()
+    ref = model(torch.randn(1, 24000), torch.ones(1))[-1]
+    model.to(torch.bfloat16)
+    assert model.frontend.mel.mel_scale.fb.dtype == torch.float32
+    assert model.subsampling.conv1.weight.dtype == torch.bfloat16
+    mel, lens = model.features(torch.randn(1, 24000), torch.ones(1))
+    assert mel.dtype == torch.float32
+    out = model.encode(mel.to(torch.bfloat16), lens)[-1]
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape

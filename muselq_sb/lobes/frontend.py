@@ -67,6 +67,20 @@ class MelFrontend(nn.Module):
         """Mel frames per second."""
         return self.sample_rate / self.hop_length
 
+    def _apply(self, fn, recurse=True):
+        """Moves like any module but keeps its buffers in float32.
+
+        The STFT and the log need float32 range and precision, so a model
+        cast with ``.to(torch.bfloat16)`` still computes its features in
+        float32.
+        """
+        super()._apply(fn, recurse)
+        for module in self.modules():
+            for name, buf in module._buffers.items():
+                if buf is not None and buf.is_floating_point():
+                    module._buffers[name] = buf.float()
+        return self
+
     def frame_lengths(self, n_samples: torch.Tensor) -> torch.Tensor:
         """Number of mel frames of signals of ``n_samples`` samples."""
         return torch.div(n_samples, self.hop_length, rounding_mode="floor") + 1

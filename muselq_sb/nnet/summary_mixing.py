@@ -226,8 +226,16 @@ class SummaryMixing(nn.Module):
         s_bar = self.summary(self.summary_proj(x), key_padding_mask, attn_mask)
         if self.local_proj is None:
             out = self.combiner(s_bar.to(x.dtype)).expand(-1, x.shape[1], -1)
-        else:
-            local = self.local_proj(x)
-            s_bar = s_bar.expand(-1, x.shape[1], -1).to(local.dtype)
-            out = self.combiner(torch.cat([local, s_bar], dim=-1))
-        return self.dropout(out), None
+            return self.dropout(out), None
+        # c([f(x_t); s_bar]) = act(W_f f(x_t) + W_s s_bar + b): the summary
+        # half is computed once per sequence (or row), not once per frame
+        local = self.local_proj(x)
+        linear, act = self.combiner[0], self.combiner[1]
+        n_local = local.shape[-1]
+        from_local = nn.functional.linear(
+            local, linear.weight[:, :n_local], linear.bias
+        )
+        from_summary = nn.functional.linear(
+            s_bar.to(from_local.dtype), linear.weight[:, n_local:]
+        )
+        return self.dropout(act(from_local + from_summary)), None
