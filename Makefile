@@ -23,3 +23,11 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results
+
+# Benchmarks (docs/benchmarks.md): each script prints a table and writes
+# results/bench/<name>.json; they take minutes each on a 2-core CPU.
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	for b in quantizer mixer_scaling encoders_vs_peers hardware_limit \
+	         pretrain_throughput data_pipeline export_int8 param_counts; do \
+	    $(PY) benchmarks/$$b.py || exit 1; done

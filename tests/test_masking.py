@@ -60,3 +60,23 @@ def test_loss_ignores_unmasked_frames():
     perfect = masked_ssl_loss(onehot, tokens, target[mask], target, mask)
     assert perfect["mse"] == 0 and perfect["acc"] == 1
     assert perfect["ce"] < 1e-6
+
+
+def test_bestrq_masks_fixed_in_eval_fresh_in_training():
+    from muselq_sb.lobes.branchformer import BranchformerEncoder
+    from muselq_sb.lobes.model import MusicModel
+    from muselq_sb.nnet.heads import MelHead, TokenHead
+    from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
+    from muselq_sb.pretrain.bestrq import BestRQModel
+
+    enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                              csgu_linear_units=32)
+    ssl = BestRQModel(MusicModel(enc, 16, subsampling_channels=16),
+                      RandomProjectionQuantizer(cb_vocab=32), SpanMasker(),
+                      TokenHead(16, 32), MelHead(16, 512))
+    wavs, lens = torch.randn(2, 48000), torch.ones(2)
+    ssl.eval()
+    assert torch.equal(ssl(wavs, lens)["mask"], ssl(wavs, lens)["mask"])
+    ssl.train()
+    masks = [ssl(wavs, lens)["mask"] for _ in range(3)]
+    assert not (torch.equal(masks[0], masks[1]) and torch.equal(masks[1], masks[2]))

@@ -64,6 +64,7 @@ class BestRQModel(nn.Module):
                 f"stacked mel size n_mels * stack ({model.target_dim})"
             )
         self.model = model
+        self.eval_mask_seed = 0
         self.quantizer = quantizer
         self.masker = masker
         self.token_head = token_head
@@ -87,7 +88,12 @@ class BestRQModel(nn.Module):
         targets = self.model.targets(mel)
         lens25 = stacked_lengths(lens, self.model.stack)
         tokens = self.quantizer(targets)
-        mask = self.masker(lens25, targets.shape[1])
+        # training draws fresh masks; evaluation uses the same masks every
+        # time, so validation curves compare like with like
+        generator = None if self.training else torch.Generator().manual_seed(
+            self.eval_mask_seed
+        )
+        mask = self.masker(lens25, targets.shape[1], generator=generator)
         if self.masker.domain == "waveform":
             masked_wavs = self.masker.apply_waveform(wavs, mask)
             with torch.no_grad():
