@@ -18,7 +18,6 @@ Authors
 from __future__ import annotations
 
 import csv
-import logging
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,8 +29,6 @@ from muselq_sb.prepare.common import (
     require_file,
 )
 from muselq_sb.prepare.folder import TrackListing
-
-logger = logging.getLogger(__name__)
 
 AUDIO_DIRS = ("fma_full", "fma_large")
 SUBSETS = ("small", "medium", "large")
@@ -154,12 +151,8 @@ def list_fma(
     for track_id, meta in sorted(read_fma_tracks(tracks_csv).items()):
         if meta["subset"] not in keep_subsets or meta["split"] in excluded:
             continue
-        path = fma_audio_path(audio_dir, track_id)
-        if path.is_file():
-            listing.tracks.append((f"fma_{track_id:06d}", path.resolve()))
-        else:
-            logger.warning("FMA: %s listed in %s but absent: skipped", path, tracks_csv)
-            listing.n_missing += 1
+        listing.add_listed(f"fma_{track_id:06d}",
+                           fma_audio_path(audio_dir, track_id), "FMA", tracks_csv)
     return listing
 
 

@@ -8,6 +8,7 @@ Authors
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from muselq_sb.prepare.common import require_dir
+
+logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
 
@@ -36,6 +39,40 @@ class TrackListing:
     tracks: list[tuple[str, Path]] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
     n_missing: int = 0
+
+    def add_listed(self, track_id: str, path: Path, source: str,
+                   listed_in: Path) -> None:
+        """Adds a track its annotations list, or counts it missing.
+
+        Arguments
+        ---------
+        track_id : str
+            Unique track id.
+        path : pathlib.Path
+            Its audio file; when absent, the track is logged and counted in
+            ``n_missing`` instead of added.
+        source : str
+            The source's name, for the log message.
+        listed_in : pathlib.Path
+            The annotation file listing the track, for the log message.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "a.mp3").write_bytes(b"")
+        >>> listing = TrackListing()
+        >>> listing.add_listed("x_a", d / "a.mp3", "X", d / "ids.csv")
+        >>> listing.add_listed("x_b", d / "b.mp3", "X", d / "ids.csv")
+        >>> [t for t, _ in listing.tracks], listing.n_missing
+        (['x_a'], 1)
+        """
+        if path.is_file():
+            self.tracks.append((track_id, path.resolve()))
+        else:
+            logger.warning("%s: %s listed in %s but absent: skipped", source,
+                           path, listed_in)
+            self.n_missing += 1
 
 
 def track_id_from_path(relative: str | os.PathLike, prefix: str) -> str:

@@ -16,7 +16,6 @@ Authors
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import re
 from typing import Sequence
@@ -28,8 +27,6 @@ from muselq_sb.prepare.common import (
     require_file,
 )
 from muselq_sb.prepare.folder import TrackListing
-
-logger = logging.getLogger(__name__)
 
 INFO_FILE = "id_information.csv"
 AUDIO_DIR = "audios"
@@ -99,12 +96,8 @@ def list_music4all(root: str | os.PathLike) -> TrackListing:
     audio_dir = require_dir(root / AUDIO_DIR, "Music4All audios folder")
     listing = TrackListing(inputs=[info])
     for song_id in read_music4all_ids(info):
-        path = audio_dir / f"{song_id}.mp3"
-        if path.is_file():
-            listing.tracks.append((f"m4a_{song_id}", path.resolve()))
-        else:
-            logger.warning("Music4All: %s listed in %s but absent: skipped", path, info)
-            listing.n_missing += 1
+        listing.add_listed(f"m4a_{song_id}", audio_dir / f"{song_id}.mp3",
+                           "Music4All", info)
     return listing
 
 

@@ -163,18 +163,23 @@ class BestRQBrain(sb.Brain):
         if self.optimizer_step % self.hparams.log_interval == 0:
             stats = self.interval_stats.summary()
             stats["lr"] = self.hparams.lr_scheduler.current_lr()
-            self._log_step(stats)
+            self._record("train_step", stats)
             self.interval_stats.reset()
 
-    def _log_step(self, stats: dict[str, float]) -> None:
+    def _record(self, stage: str, stats: dict[str, float], **extra) -> None:
+        """Appends a record to ``metrics.jsonl`` and TensorBoard (main
+        process only; no collective, so it may be called on one rank)."""
         if not if_main_process():
             return
-        record = {"step": self.optimizer_step, "stage": "train_step", **stats}
+        record = {"step": self.optimizer_step, "stage": stage, **extra, **stats}
         with open(self.hparams.metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb_writer is not None:
+            prefix = "train" if stage == "train_step" else stage
             for key, value in stats.items():
-                self.tb_writer.add_scalar(f"train/{key}", value, self.optimizer_step)
+                self.tb_writer.add_scalar(
+                    f"{prefix}/{key}", value, self.optimizer_step
+                )
             self.tb_writer.flush()
 
     def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
@@ -194,16 +199,10 @@ class BestRQBrain(sb.Brain):
         self.hparams.train_logger.log_stats(
             stats_meta=meta, train_stats=self.train_stats, valid_stats=stats
         )
-        if if_main_process():
-            record = {"step": self.optimizer_step, "stage": "valid",
-                      "epoch": epoch, "time": time.time(), **stats,
-                      "train_skipped_files": self.train_stats["skipped_files"]}
-            with open(self.hparams.metrics_file, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            if self.tb_writer is not None:
-                for key, value in stats.items():
-                    self.tb_writer.add_scalar(f"valid/{key}", value, self.optimizer_step)
-                self.tb_writer.flush()
+        self._record(
+            "valid", stats, epoch=epoch, time=time.time(),
+            train_skipped_files=self.train_stats["skipped_files"],
+        )
         self.checkpointer.save_and_keep_only(
             meta={"loss": float(stats["loss"]), "acc": float(stats["acc"]),
                   "steps": int(self.optimizer_step)},
