@@ -14,6 +14,7 @@ from typing import Sequence
 import yaml
 
 from muselq_sb.lobes.model import latest_checkpoint
+from tests.fixtures.audio import write_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "recipes" / "pretrain" / "train.py"
@@ -51,6 +52,16 @@ def args_for(
     data_opt = [] if data is None else [f"--data_folder={data}"]
     return [str(ROOT / "hparams" / f"{hparams}.yaml"), *data_opt,
             f"--output_folder={out}", f"--total_steps={steps}", *opts, *extra]
+
+
+def write_songs(folder: str | os.PathLike, count: int = 4,
+                seconds: float = 2.0) -> Path:
+    """Writes ``count`` tiny 24 kHz songs ``s<i>.wav`` (tones of different
+    pitches) into ``folder``, a pre-training data folder, and returns it."""
+    folder = Path(folder)
+    for i in range(count):
+        write_audio(folder / f"s{i}.wav", seconds, 24000, freq=220 * (i + 1), seed=i)
+    return folder
 
 
 def optimizer_steps(out: str | os.PathLike) -> int:

@@ -327,3 +327,17 @@ def test_onnx_matches_pytorch(encoder, tmp_path):
     model = encoder.model
     diffs = check_onnx(model, export_onnx(model, tmp_path / "m.onnx"))
     assert len(diffs) == 3 and max(diffs) < 1e-4
+
+
+def test_packaged_model_equals_training_time_forward(run_folder, model_folder):
+    """load -> embed gives what the pre-training run's own model computes."""
+    from muselq_sb.lobes.model import load_music_model
+
+    trained = load_music_model(run_folder)  # built from the run's training yaml
+    wav = torch.randn(1, 36000)
+    with torch.no_grad():
+        reference = trained(wav, torch.ones(1))
+    got = MusicEncoder.from_folder(model_folder).encode_batch(wav, layers="all")
+    assert got.shape[1] == len(reference)
+    for layer, ref in enumerate(reference):
+        assert torch.allclose(got[0, layer], ref[0], atol=1e-5), layer

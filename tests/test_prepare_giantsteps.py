@@ -14,10 +14,7 @@ from muselq_sb.prepare.giantsteps import (
     prepare_giantsteps,
 )
 from tests.fixtures.giantsteps import listed_songs, write_giantsteps_tree
-
-
-def manifest_labels(folder, split):
-    return {r["ID"]: r["label"] for r in read_manifest(folder / f"{split}.csv")}
+from tests.fixtures.manifests import manifest_labels, whole_recording_rows
 
 
 def list_line(song_id):
@@ -44,10 +41,7 @@ def test_splits_and_labels(tmp_path):
     assert folder == tmp_path / "out" / "giantsteps_key"
     for split, expected in tree["splits"].items():
         assert manifest_labels(folder, split) == expected
-        for row in read_manifest(folder / f"{split}.csv"):
-            assert row["path"] == str(tree["paths"][row["ID"]])
-            assert float(row["duration"]) == pytest.approx(0.4, abs=0.01)
-            assert row["start"] == row["stop"] == ""
+        for row in whole_recording_rows(folder, split, tree["paths"], 0.4, abs=0.01):
             assert row["group"] == row["ID"]  # whole recordings
     info = read_task(folder)
     assert (info["type"], info["target"]) == ("multiclass", "label")

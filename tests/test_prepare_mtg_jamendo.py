@@ -6,6 +6,7 @@ import pytest
 from muselq_sb.dataio.manifest import read_manifest, read_task
 from muselq_sb.prepare.common import PrepareError
 from muselq_sb.prepare.mtg_jamendo import TASKS, main, prepare_mtg_jamendo
+from tests.fixtures.manifests import whole_recording_rows
 from tests.fixtures.mtg_jamendo import write_mtg_jamendo_tree
 
 SPLITS = ("train", "valid", "test")
@@ -28,10 +29,7 @@ def test_all_tasks_splits_and_tags(tmp_path, quality):
         expected = tree["tasks"][folder.name]
         for split in SPLITS:
             assert manifest_tags(folder, split) == expected[split]
-            for row in read_manifest(folder / f"{split}.csv"):
-                assert row["path"] == str(tree["paths"][row["ID"]])
-                assert float(row["duration"]) == pytest.approx(0.3, abs=0.01)
-                assert row["start"] == row["stop"] == ""
+            row = whole_recording_rows(folder, split, tree["paths"], 0.3, abs=0.01)[-1]
             assert row["group"] == row["ID"]  # whole recordings
         info = read_task(folder)
         assert (info["name"], info["type"], info["target"]) == (folder.name, "multilabel", "tags")

@@ -16,8 +16,7 @@ import speechbrain.utils.checkpoints as sb_ckpt
 from muselq_sb.lobes.model import latest_checkpoint
 from muselq_sb.pretrain.report import read_metrics
 from muselq_sb.utils.checkpoints import STAGING_PREFIX, AtomicCheckpointer
-from tests.fixtures.audio import write_audio
-from tests.recipe_utils import optimizer_steps, tiny_brain
+from tests.recipe_utils import optimizer_steps, tiny_brain, write_songs
 
 STEPS = 16
 FORK = multiprocessing.get_context("fork")
@@ -25,10 +24,7 @@ FORK = multiprocessing.get_context("fork")
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("songs")
-    for i in range(4):
-        write_audio(folder / f"s{i}.wav", 2.0, 24000, freq=220 * (i + 1), seed=i)
-    return folder
+    return write_songs(tmp_path_factory.mktemp("songs"))
 
 
 def _train(out, songs, die_in_save=None):

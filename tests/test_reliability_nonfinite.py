@@ -7,16 +7,12 @@ import torch
 from muselq_sb.lobes.model import latest_checkpoint
 from muselq_sb.pretrain.brain import NonFiniteTrainingError
 from muselq_sb.pretrain.report import read_metrics
-from tests.fixtures.audio import write_audio
-from tests.recipe_utils import tiny_brain
+from tests.recipe_utils import tiny_brain, write_songs
 
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("songs")
-    for i in range(4):
-        write_audio(folder / f"s{i}.wav", 2.0, 24000, freq=220 * (i + 1), seed=i)
-    return folder
+    return write_songs(tmp_path_factory.mktemp("songs"))
 
 
 class NaNInjector:
