@@ -316,6 +316,44 @@ def write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
+def benchmark_result(name: str, threads: int, config: Mapping[str, Any],
+                     rows: Sequence[Mapping[str, Any]], **sections: Any) -> dict:
+    """The JSON payload of a benchmark: its name, the machine, its
+    configuration, its rows, then ``sections`` (checks, ratios...).
+
+    Example
+    -------
+    >>> r = benchmark_result("toy", 1, {"quick": True}, [], checks={})
+    >>> list(r)
+    ['benchmark', 'machine', 'config', 'rows', 'checks']
+    """
+    return {"benchmark": name, "machine": machine_info(threads),
+            "config": config, "rows": rows, **sections}
+
+
+def report(result: dict, columns: Sequence[str], out: str | Path,
+           lines: Sequence[str] = ()) -> dict:
+    """Prints the rows of ``result`` as a table, then ``lines``; writes the
+    JSON to ``out`` and returns ``result``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "toy.json"
+    >>> _ = report({"rows": [{"a": 1}]}, ["a"], out, ["done"])  # doctest: +ELLIPSIS
+    | a |
+    |---|
+    | 1 |
+    done
+    wrote .../toy.json
+    """
+    print(format_table(result["rows"], columns))
+    for line in lines:
+        print(line)
+    print(f"wrote {write_json(out, result)}")
+    return result
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A Markdown table of ``rows`` (floats with 3 significant digits).
 

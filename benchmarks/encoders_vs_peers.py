@@ -34,10 +34,9 @@ from typing import Callable
 import torch
 
 from common import (
-    cast_model, count_flops, dtype_of, format_table, interleaved_times, load_hparams,
-    machine_info, parser,
-    peak_memory, precision, ratio, set_threads, start_memory_server, summary,
-    write_json,
+    benchmark_result, cast_model, count_flops, dtype_of, format_table,
+    interleaved_times, load_hparams, parser, peak_memory, precision, ratio, report,
+    set_threads, start_memory_server, summary,
 )
 
 SAMPLE_RATE = 24000
@@ -178,21 +177,14 @@ def main(argv: list[str] | None = None) -> dict:
                 entry["memory_target"] = MEMORY_TARGET_LONG
                 entry["memory_met"] = bool(mem and mem >= MEMORY_TARGET_LONG)
             comparisons[f"{ours}/{label}"] = entry
-    result = {
-        "benchmark": "encoders_vs_peers",
-        "machine": machine_info(args.threads),
-        "config": {"short_s": args.short, "long_s": args.long, "dtype": args.dtype,
-                   "repeats": args.repeats, "skip_long_peers": args.skip_long_peers,
-                   "quick": args.quick},
-        "rows": rows,
-        "comparisons": comparisons,
-    }
-    print(format_table(rows, ["model", "clip", "gflop", "median_s", "min_s", "max_s",
-                              "n", "peak_mib", "skipped"]))
-    for key, c in comparisons.items():
-        print(key, c)
-    print(f"wrote {write_json(args.out, result)}")
-    return result
+    config = {"short_s": args.short, "long_s": args.long, "dtype": args.dtype,
+              "repeats": args.repeats, "skip_long_peers": args.skip_long_peers,
+              "quick": args.quick}
+    result = benchmark_result("encoders_vs_peers", args.threads, config, rows,
+                              comparisons=comparisons)
+    return report(result, ["model", "clip", "gflop", "median_s", "min_s", "max_s",
+                           "n", "peak_mib", "skipped"], args.out,
+                  [f"{key} {c}" for key, c in comparisons.items()])
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ from typing import Callable
 import torch
 
 from common import (
-    cast_model, count_flops, dtype_of, format_table, interleaved_times, load_hparams,
-    machine_info, parser, ratio,
-    precision, set_threads, summary, write_json,
+    benchmark_result, cast_model, count_flops, dtype_of, interleaved_times,
+    load_hparams, parser, precision, ratio, report, set_threads, summary,
 )
 
 TARGET_FRACTION = 0.70
@@ -87,20 +86,15 @@ def main(argv: list[str] | None = None) -> dict:
                          **stats, "gflops_per_s": round(rate / 1e9, 2),
                          "fraction_of_mm": ratio(rate, mm_rate)})
     fractions = {r["dtype"]: r["fraction_of_mm"] for r in rows if r["workload"] == "encoder"}
-    result = {
-        "benchmark": "hardware_limit",
-        "machine": machine_info(args.threads),
-        "config": {"size": args.size, "seconds": args.seconds, "mm_size": args.mm_size,
-                   "dtypes": args.dtypes, "repeats": args.repeats, "quick": args.quick},
-        "rows": rows,
-        "targets": {d: {"fraction": f, "target": TARGET_FRACTION,
-                        "met": bool(f and f >= TARGET_FRACTION)}
-                    for d, f in fractions.items()},
-    }
-    print(format_table(rows, ["dtype", "workload", "gflop", "median_s",
-                              "gflops_per_s", "fraction_of_mm"]))
-    print(f"wrote {write_json(args.out, result)}")
-    return result
+    config = {"size": args.size, "seconds": args.seconds, "mm_size": args.mm_size,
+              "dtypes": args.dtypes, "repeats": args.repeats, "quick": args.quick}
+    targets = {d: {"fraction": f, "target": TARGET_FRACTION,
+                   "met": bool(f and f >= TARGET_FRACTION)}
+               for d, f in fractions.items()}
+    result = benchmark_result("hardware_limit", args.threads, config, rows,
+                              targets=targets)
+    return report(result, ["dtype", "workload", "gflop", "median_s",
+                           "gflops_per_s", "fraction_of_mm"], args.out)
 
 
 if __name__ == "__main__":

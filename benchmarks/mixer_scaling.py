@@ -30,8 +30,8 @@ from typing import Callable, Optional
 import torch
 
 from common import (
-    IMG_DIR, dtype_of, format_table, interleaved_times, machine_info, parser,
-    peak_memory, ratio, set_threads, start_memory_server, summary, write_json,
+    IMG_DIR, benchmark_result, dtype_of, format_table, interleaved_times, parser,
+    peak_memory, ratio, report, set_threads, start_memory_server, summary,
 )
 from muselq_sb.lobes.branchformer import BranchformerEncoder
 from muselq_sb.utils.presets import preset
@@ -206,23 +206,18 @@ def main(argv: list[str] | None = None) -> dict:
                 print(format_table([row], ["mixer", "frames", "dtype", "median_s",
                                            "peak_mib", "skipped"]).splitlines()[-1],
                       flush=True)
-    result = {
-        "benchmark": "mixer_scaling",
-        "machine": machine_info(args.threads),
-        "config": {"layers": args.layers, "size": args.size, "frames": args.frames,
-                   "dtypes": args.dtypes, "repeats": args.repeats,
-                   "attention_max_gib": args.attention_max_gib, "quick": args.quick},
-        "rows": rows,
-        "checks": {dtype: checks(rows, args.frames, dtype) for dtype in args.dtypes},
-    }
-    print(format_table(rows, ["mixer", "frames", "dtype", "median_s", "min_s",
-                              "max_s", "peak_mib", "skipped"]))
-    print(result["checks"])
+    config = {"layers": args.layers, "size": args.size, "frames": args.frames,
+              "dtypes": args.dtypes, "repeats": args.repeats,
+              "attention_max_gib": args.attention_max_gib, "quick": args.quick}
+    result = benchmark_result(
+        "mixer_scaling", args.threads, config, rows,
+        checks={dtype: checks(rows, args.frames, dtype) for dtype in args.dtypes})
     if args.plot and not args.quick:
         plot(rows, Path(args.plot))
         result["plot"] = args.plot
-    print(f"wrote {write_json(args.out, result)}")
-    return result
+    return report(result, ["mixer", "frames", "dtype", "median_s", "min_s",
+                           "max_s", "peak_mib", "skipped"], args.out,
+                  [str(result["checks"])])
 
 
 if __name__ == "__main__":

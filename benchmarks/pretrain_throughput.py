@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 
 from common import (
-    format_table, interleaved_times, load_hparams, machine_info, parser, ratio,
-    set_threads, summary, write_json,
+    benchmark_result, interleaved_times, load_hparams, parser, ratio, report,
+    set_threads, summary,
 )
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.utils.presets import preset
@@ -134,22 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
         if args.profile:
             profiles[size] = {f"{k}/{n}": profile_top(fn) for (k, n), fn in steps.items()}
         del ssl, steps
-    result = {
-        "benchmark": "pretrain_throughput",
-        "machine": machine_info(args.threads),
-        "config": {"sizes": args.sizes, "batch": args.batch, "seconds": args.seconds,
-                   "device": args.device, "repeats": args.repeats, "quick": args.quick},
-        "rows": rows,
-        "bf16_vs_fp32": ratios,
-    }
+    config = {"sizes": args.sizes, "batch": args.batch, "seconds": args.seconds,
+              "device": args.device, "repeats": args.repeats, "quick": args.quick}
+    result = benchmark_result("pretrain_throughput", args.threads, config, rows,
+                              bf16_vs_fp32=ratios)
     if profiles:
         result["profiles"] = profiles
-    print(format_table(rows, ["size", "kind", "precision", "median_s", "min_s", "max_s",
-                              "audio_hours_per_hour"]))
-    for key, r in ratios.items():
-        print(key, r)
-    print(f"wrote {write_json(args.out, result)}")
-    return result
+    return report(result, ["size", "kind", "precision", "median_s", "min_s", "max_s",
+                           "audio_hours_per_hour"], args.out,
+                  [f"{key} {r}" for key, r in ratios.items()])
 
 
 if __name__ == "__main__":

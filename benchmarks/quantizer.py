@@ -22,8 +22,8 @@ import torch
 from speechbrain.nnet.quantisers import RandomProjectionQuantizer as SBQuantizer
 
 from common import (
-    format_table, interleaved_times, machine_info, parser, peak_memory,
-    ratio, set_threads, start_memory_server, summary, write_json,
+    benchmark_result, interleaved_times, parser, peak_memory, ratio, report,
+    set_threads, start_memory_server, summary,
 )
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 
@@ -101,28 +101,24 @@ def main(argv: list[str] | None = None) -> dict:
                      "peak_mib": mem.get("peak_mib"), "memory": mem})
     speedup = ratio(rows[1]["median_s"], rows[0]["median_s"])
     memory_ratio = ratio(rows[1]["peak_mib"], max(rows[0]["peak_mib"] or 0, 0.1))
-    result = {
-        "benchmark": "quantizer",
-        "machine": machine_info(args.threads),
-        "config": {**shape, "repeats": args.repeats, "quick": args.quick},
-        "rows": rows,
-        "tokens_identical": mismatches == 0,
-        "token_mismatches": mismatches,
-        "n_tokens": int(tok_ours.numel()),
-        "speedup": speedup,
-        "memory_ratio": memory_ratio,
-        "targets": {
+    result = benchmark_result(
+        "quantizer", args.threads, {**shape, "repeats": args.repeats, "quick": args.quick},
+        rows,
+        tokens_identical=mismatches == 0,
+        token_mismatches=mismatches,
+        n_tokens=int(tok_ours.numel()),
+        speedup=speedup,
+        memory_ratio=memory_ratio,
+        targets={
             "speedup": {"target": TARGET_SPEEDUP,
                         "met": bool(speedup and speedup >= TARGET_SPEEDUP)},
             "memory_ratio": {"target": TARGET_MEMORY,
                              "met": bool(memory_ratio and memory_ratio >= TARGET_MEMORY)},
         },
-    }
-    print(format_table(rows, ["side", "median_s", "min_s", "max_s", "n", "peak_mib"]))
-    print(f"speed-up {speedup}x, memory {memory_ratio}x less, "
-          f"tokens identical: {mismatches == 0} ({mismatches} mismatches)")
-    print(f"wrote {write_json(args.out, result)}")
-    return result
+    )
+    return report(result, ["side", "median_s", "min_s", "max_s", "n", "peak_mib"],
+                  args.out, [f"speed-up {speedup}x, memory {memory_ratio}x less, "
+                             f"tokens identical: {mismatches == 0} ({mismatches} mismatches)"])
 
 
 if __name__ == "__main__":

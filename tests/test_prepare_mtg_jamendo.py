@@ -29,8 +29,8 @@ def test_all_tasks_splits_and_tags(tmp_path, quality):
         expected = tree["tasks"][folder.name]
         for split in SPLITS:
             assert manifest_tags(folder, split) == expected[split]
-            row = whole_recording_rows(folder, split, tree["paths"], 0.3, abs=0.01)[-1]
-            assert row["group"] == row["ID"]  # whole recordings
+            rows = whole_recording_rows(folder, split, tree["paths"], 0.3, abs=0.01)
+            assert all(r["group"] == r["ID"] for r in rows)  # whole recordings
         info = read_task(folder)
         assert (info["name"], info["type"], info["target"]) == (folder.name, "multilabel", "tags")
         assert info["classes"] == list(TASKS[folder.name][1])

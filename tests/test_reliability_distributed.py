@@ -43,7 +43,7 @@ def build_ssl():
 def step(ssl, wavs, mask, ddp=False):
     """One training step (forward, loss, backward, Adam) with a fixed mask;
     returns the loss (averaged over ranks under DDP) and the gradients."""
-    ssl.masker.forward = lambda lens, max_len: mask
+    ssl.masker.forward = lambda lens, max_len, generator=None: mask
     model = DistributedDataParallel(ssl) if ddp else ssl
     optimizer = torch.optim.Adam(ssl.parameters(), lr=1e-3)
     out = model(wavs, torch.ones(len(wavs)))
