@@ -263,6 +263,24 @@ def quantize_int8(model: MusicModel) -> MusicModel:
         )
 
 
+def load_int8_music_model(
+    source: str | Path, random_init: bool = False, device: str = "cpu"
+) -> MusicModel:
+    """``load_music_model`` then ``quantize_int8``: a CPU int8 encoder.
+
+    Has the loader signature the downstream suite takes (its yaml key
+    ``model_loader``), so probes can measure what int8 costs::
+
+        python recipes/downstream/run_suite.py --encoder=RUN --no_baselines \
+            --model_loader=!name:muselq_sb.inference.export.load_int8_music_model
+    """
+    from muselq_sb.lobes.model import load_music_model
+
+    if device != "cpu":
+        raise ValueError(f"int8 dynamic quantisation runs on CPU, not {device}")
+    return quantize_int8(load_music_model(source, random_init=random_init))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m muselq_sb.inference.export MODEL OUT [--formats ...]``.
 
