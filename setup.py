@@ -30,7 +30,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "dev": [
         "pytest==9.*", "hypothesis==6.*", "onnx==1.23.*",
-        "onnxruntime==1.31.*", "onnxscript==0.7.*",
+        "onnxruntime==1.31.*", "onnxscript==0.7.*", "transformers==5.*",
     ],
     "bench": ["transformers==5.*"],
     "export": ["onnx==1.23.*", "onnxruntime==1.31.*", "onnxscript==0.7.*"],

@@ -105,3 +105,15 @@ def test_grouped_linear_is_block_diagonal():
 def test_unknown_mode_lists_valid():
     with pytest.raises(ValueError, match="SummaryMixing-lite"):
         SummaryMixing(16, mode="fast")
+
+
+def test_split_combiner_equals_concatenation_and_survives_int8():
+    mixer = make()
+    x = torch.randn(2, 9, 16)
+    out, _ = mixer(x)
+    s_bar = mixer.summary(mixer.summary_proj(x)).expand(-1, 9, -1)
+    ref = mixer.combiner(torch.cat([mixer.local_proj(x), s_bar], dim=-1))
+    assert torch.allclose(out, ref, atol=1e-5)
+    q = torch.ao.quantization.quantize_dynamic(mixer, {torch.nn.Linear})
+    q_out, _ = q(x)
+    assert torch.allclose(q_out, out, atol=0.1)

@@ -122,8 +122,7 @@ class PaddingZeroer(nn.Module):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
         """Zeroes the padded frames of ``x``, then runs the convolution."""
         mask = self.pad_mask
-        if (mask is not None and mask.shape[1] == x.shape[self.time_dim]
-                and bool(mask.any())):
+        if mask is not None and mask.shape[1] == x.shape[self.time_dim]:
             m = mask[:, :, None] if self.time_dim == 1 else mask[:, None, :]
             x = x.masked_fill(m, 0.0)
         return self.inner(x, *args, **kwargs)
@@ -163,10 +162,9 @@ class PaddingAwareLayer:
     def forward(self, x, src_mask=None, src_key_padding_mask=None,
                 pos_embs=None, **kwargs):
         """Runs the SpeechBrain layer with padding kept out of every conv."""
-        if src_key_padding_mask is None or not bool(src_key_padding_mask.any()):
+        if src_key_padding_mask is None:
             return super().forward(
-                x, src_mask=src_mask, src_key_padding_mask=src_key_padding_mask,
-                pos_embs=pos_embs, **kwargs
+                x, src_mask=src_mask, pos_embs=pos_embs, **kwargs
             )
         x = x.masked_fill(src_key_padding_mask[:, :, None], 0.0)
         for z in self.zeroers:

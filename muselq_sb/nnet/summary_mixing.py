@@ -227,10 +227,14 @@ class SummaryMixing(nn.Module):
         if self.local_proj is None:
             out = self.combiner(s_bar.to(x.dtype)).expand(-1, x.shape[1], -1)
             return self.dropout(out), None
-        # c([f(x_t); s_bar]) = act(W_f f(x_t) + W_s s_bar + b): the summary
-        # half is computed once per sequence (or row), not once per frame
         local = self.local_proj(x)
         linear, act = self.combiner[0], self.combiner[1]
+        if not isinstance(linear, nn.Linear):  # e.g. int8-quantised
+            s_bar = s_bar.expand(-1, x.shape[1], -1).to(local.dtype)
+            out = self.combiner(torch.cat([local, s_bar], dim=-1))
+            return self.dropout(out), None
+        # c([f(x_t); s_bar]) = act(W_f f(x_t) + W_s s_bar + b): the summary
+        # half is computed once per sequence (or row), not once per frame
         n_local = local.shape[-1]
         from_local = nn.functional.linear(
             local, linear.weight[:, :n_local], linear.bias
