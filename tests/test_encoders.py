@@ -73,7 +73,7 @@ def test_layerdrop_keeps_hidden_state_contract():
     enc = build("branchformer", "SummaryMixing", layers=4)
     enc.layerdrop_prob = 0.5
     torch.manual_seed(3)
-    _, _, hidden = run(enc.train(), torch.randn(1, 8, D))
-    assert 1 <= len(hidden) <= 5
+    counts = {len(run(enc.train(), torch.randn(1, 8, D))[2]) for _ in range(10)}
+    assert min(counts) < 5  # training drops layers (and their hidden states)
     _, _, hidden = run(enc.eval(), torch.randn(1, 8, D))
     assert len(hidden) == 5
