@@ -12,6 +12,7 @@ from speechbrain.lobes.models.transformer import Branchformer as sb_brn
 from torch import nn
 
 from muselq_sb.lobes.mixers import PaddingAwareLayer, check_attention_type
+from muselq_sb.nnet.depthwise_conv import TimeMajorDepthwiseConv
 
 
 class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLayer):
@@ -59,6 +60,8 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
         # zero (not SpeechBrain's reflect) padding at the sequence ends, so a
         # sequence sees the same borders alone and padded in a batch
         csgu.conv.padding_mode = "constant"
+        # same weights, no [B, T, C] <-> [B, C, T] copies, cheap backward
+        csgu.conv = TimeMajorDepthwiseConv(csgu.conv.conv)
         self.install(attention_type, d_model, nhead, dropout, summary_mixing,
                      owner=csgu, time_dim=1)
 

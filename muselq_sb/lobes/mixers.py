@@ -17,6 +17,7 @@ from speechbrain.nnet.attention import RoPEMHA
 from torch import nn
 
 from muselq_sb.nnet.summary_mixing import SummaryMixing
+from muselq_sb.utils.tracing import is_tracing
 
 #: Mixers SpeechBrain's layers build themselves.
 NATIVE_TYPES = ("regularMHA", "RelPosMHAXL", "hypermixing")
@@ -162,6 +163,9 @@ class PaddingAwareLayer:
     def forward(self, x, src_mask=None, src_key_padding_mask=None,
                 pos_embs=None, **kwargs):
         """Runs the SpeechBrain layer with padding kept out of every conv."""
+        if (src_key_padding_mask is not None and not is_tracing()
+                and not src_key_padding_mask.any()):
+            src_key_padding_mask = None  # nothing padded: skip the masking
         if src_key_padding_mask is None:
             return super().forward(
                 x, src_mask=src_mask, pos_embs=pos_embs, **kwargs

@@ -18,6 +18,7 @@ from speechbrain.utils.logger import get_logger
 from muselq_sb.dataio.batching import EmptyBatch, SkipCounter
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.stats import SSLStats
+from muselq_sb.utils.hardware import bf16_is_slow_on_cpu
 
 logger = get_logger(__name__)
 
@@ -50,6 +51,12 @@ class BestRQBrain(sb.Brain):
         """Builds optimizers, recovers, restores the scheduled lr."""
         super().on_fit_start()
         self.hparams.lr_scheduler.set_lr(self.optimizer)
+        if (torch.device(self.device).type == "cpu"
+                and self.precision == "bf16" and bf16_is_slow_on_cpu()):
+            logger.warning(
+                "precision=bf16 on a CPU without AMX: bf16 matrix products "
+                "are slower than fp32 here (docs/benchmarks.md, section 5); "
+                "pass --precision=fp32 to train faster")
         self.skips = SkipCounter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
