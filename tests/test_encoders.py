@@ -77,3 +77,45 @@ def test_layerdrop_keeps_hidden_state_contract():
     assert min(counts) < 5  # training drops layers (and their hidden states)
     _, _, hidden = run(enc.eval(), torch.randn(1, 8, D))
     assert len(hidden) == 5
+
+
+@pytest.mark.parametrize("mode", ["SummaryMixing", "SummaryMixing-lite"])
+@pytest.mark.parametrize("chunk,steps", [(4, 37), (5, 10), (8, 9), (16, 100)])
+def test_chunked_inference_equals_whole_sequence(mode, chunk, steps):
+    """Chunks smaller than the kernel halo, a last chunk of one frame,
+    several chunks: the chunked eval forward gives the whole forward."""
+    torch.manual_seed(steps)
+    enc = BranchformerEncoder(2, d_model=16, nhead=2, kernel_size=7,
+                              csgu_linear_units=32, attention_type=mode,
+                              inference_chunk_frames=chunk).eval()
+    x = torch.randn(2, steps, 16)
+    with torch.no_grad():
+        chunked, _ = enc(x)
+        for layer in enc.layers:
+            assert layer._chunkable(x, None, None)
+            layer.inference_chunk_frames = 0
+        whole, _ = enc(x)
+    assert torch.allclose(chunked, whole, atol=1e-5)
+
+
+def test_chunked_inference_only_where_it_is_exact():
+    enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                              csgu_linear_units=32, inference_chunk_frames=4)
+    layer = enc.layers[0]
+    x = torch.randn(2, 9, 16)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[1, 6:] = True
+    with torch.no_grad():
+        assert not layer._chunkable(x, None, None)  # training mode
+        enc.eval()
+        assert layer._chunkable(x, None, pad & False)  # nothing padded
+        assert not layer._chunkable(x, None, pad)  # padding: whole
+        assert not layer._chunkable(x[:, :4], None, None)  # one chunk
+    assert not layer._chunkable(x, None, None)  # gradients wanted
+    rope = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                               csgu_linear_units=32, attention_type="RoPEMHA",
+                               inference_chunk_frames=4).eval()
+    with torch.no_grad():
+        assert not rope.layers[0]._chunkable(x, None, None)
+    with pytest.raises(ValueError, match="inference_chunk_frames"):
+        BranchformerEncoder(1, d_model=16, nhead=2, inference_chunk_frames=-1)

@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Type
 
 from speechbrain.lobes.models.transformer import Branchformer as sb_brn
+import torch
 from torch import nn
 
 from muselq_sb.lobes.mixers import PaddingAwareLayer, check_attention_type
 from muselq_sb.nnet.depthwise_conv import TimeMajorDepthwiseConv
+from muselq_sb.nnet.summary_mixing import SummaryMixing
+from muselq_sb.utils.tracing import is_tracing
 
 
 class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLayer):
@@ -22,6 +25,13 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
     ``summary_mixing`` (keyword arguments of ``SummaryMixing``).
     ``attention_type`` is one of ``muselq_sb.lobes.mixers.ATTENTION_TYPES``.
     Padded frames are kept out of the convolutional branch.
+
+    In inference (eval mode, no grad, no padding, no attention mask) a
+    SummaryMixing layer runs ``inference_chunk_frames`` frames at a time:
+    the output is the same, but activation memory stays bounded by the chunk
+    and the time per frame stays that of a short input (large
+    intermediate tensors no longer fall out of the CPU caches). 0 turns it
+    off; attention layers always run whole.
 
     Example
     -------
@@ -46,8 +56,13 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
         gate_activation: Type[nn.Module] = nn.Identity,
         use_linear_after_conv: bool = False,
         summary_mixing: Optional[Mapping[str, Any]] = None,
+        inference_chunk_frames: int = 1024,
     ) -> None:
         check_attention_type(attention_type)
+        if inference_chunk_frames < 0:
+            raise ValueError(
+                "BranchformerEncoderLayer: inference_chunk_frames must be >= 0 "
+                f"(0 = off), got {inference_chunk_frames}")
         super().__init__(
             d_model, nhead, kernel_size=kernel_size, kdim=kdim, vdim=vdim,
             activation=activation, dropout=dropout,
@@ -64,6 +79,49 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
         csgu.conv = TimeMajorDepthwiseConv(csgu.conv.conv)
         self.install(attention_type, d_model, nhead, dropout, summary_mixing,
                      owner=csgu, time_dim=1)
+        self.conv_halo = kernel_size // 2
+        self.inference_chunk_frames = inference_chunk_frames
+
+    def forward(self, x, src_mask=None, src_key_padding_mask=None,
+                pos_embs=None, **kwargs):
+        """SpeechBrain's layer, or its time-chunked form (see the class)."""
+        if self._chunkable(x, src_mask, src_key_padding_mask):
+            return self._chunked_forward(x), None
+        return super().forward(x, src_mask=src_mask,
+                               src_key_padding_mask=src_key_padding_mask,
+                               pos_embs=pos_embs, **kwargs)
+
+    def _chunkable(self, x, src_mask, src_key_padding_mask) -> bool:
+        if is_tracing():  # exported graphs: the whole layer, no shape guards
+            return False
+        chunk = self.inference_chunk_frames
+        return (not self.training and not torch.is_grad_enabled()
+                and src_mask is None
+                and isinstance(self.mha_layer, SummaryMixing)
+                and 0 < chunk < x.shape[1]
+                and (src_key_padding_mask is None
+                     or not src_key_padding_mask.any()))
+
+    def _chunked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's eval-mode output, ``inference_chunk_frames`` at a time.
+
+        Pass 1 accumulates the SummaryMixing summary over chunks; pass 2
+        mixes each chunk and runs the convolution branch on it plus
+        ``kernel_size // 2`` frames of context each side, which gives the
+        same frames as the whole sequence would.
+        """
+        chunk, halo, steps = self.inference_chunk_frames, self.conv_halo, x.shape[1]
+        s_bar = self.mha_layer.chunked_summary(x, chunk, self.norm_mhsa)
+        out = torch.empty_like(x)
+        for start in range(0, steps, chunk):
+            stop = min(steps, start + chunk)
+            x1 = self.mha_layer.mix(self.norm_mhsa(x[:, start:stop]), s_bar)
+            lo, hi = max(0, start - halo), min(steps, stop + halo)
+            x2 = self.convolution_branch(self.norm_conv(x[:, lo:hi]))
+            x2 = x2[:, start - lo:stop - lo]
+            out[:, start:stop] = x[:, start:stop] + self.merge_proj(
+                torch.cat([x1, x2], dim=-1))
+        return out
 
 
 class BranchformerEncoder(sb_brn.BranchformerEncoder):

@@ -222,17 +222,43 @@ class SummaryMixing(nn.Module):
         attn : None
             SummaryMixing has no attention map.
         """
-        x = query
-        s_bar = self.summary(self.summary_proj(x), key_padding_mask, attn_mask)
+        s_bar = self.summary(self.summary_proj(query), key_padding_mask,
+                             attn_mask)
+        return self.mix(query, s_bar), None
+
+    def chunked_summary(self, x: torch.Tensor, chunk_frames: int,
+                        norm: Optional[nn.Module] = None) -> torch.Tensor:
+        """The summary of unpadded ``x`` [B, T, enc_dim], ``chunk_frames``
+        frames at a time (``norm`` applied to each chunk first).
+
+        Equals ``summary(summary_proj(norm(x)))`` without holding the
+        ``[B, T, summary_out_dim]`` projection: for inference on long inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, 1, summary_out_dim], float32.
+        """
+        total = 0.0
+        for start in range(0, x.shape[1], chunk_frames):
+            chunk = x[:, start:start + chunk_frames]
+            if norm is not None:
+                chunk = norm(chunk)
+            total = total + self.summary_proj(chunk).float().sum(dim=1)
+        return (total / max(x.shape[1], 1)).unsqueeze(1)
+
+    def mix(self, x: torch.Tensor, s_bar: torch.Tensor) -> torch.Tensor:
+        """Combines each frame of ``x`` [B, T, enc_dim] with the summary
+        ``s_bar`` ([B, 1, D], or [B, T, D] under an attention mask)."""
         if self.local_proj is None:
             out = self.combiner(s_bar.to(x.dtype)).expand(-1, x.shape[1], -1)
-            return self.dropout(out), None
+            return self.dropout(out)
         local = self.local_proj(x)
         linear, act = self.combiner[0], self.combiner[1]
         if not isinstance(linear, nn.Linear):  # e.g. int8-quantised
             s_bar = s_bar.expand(-1, x.shape[1], -1).to(local.dtype)
             out = self.combiner(torch.cat([local, s_bar], dim=-1))
-            return self.dropout(out), None
+            return self.dropout(out)
         # c([f(x_t); s_bar]) = act(W_f f(x_t) + W_s s_bar + b): the summary
         # half is computed once per sequence (or row), not once per frame
         n_local = local.shape[-1]
@@ -242,4 +268,4 @@ class SummaryMixing(nn.Module):
         from_summary = nn.functional.linear(
             s_bar.to(from_local.dtype), linear.weight[:, n_local:]
         )
-        return self.dropout(act(from_local + from_summary)), None
+        return self.dropout(act(from_local + from_summary))
