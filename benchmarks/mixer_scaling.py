@@ -4,7 +4,8 @@ attention vs regular attention, forward time and peak memory vs length.
 Encoder inputs [1, T, 1024] are fed straight to a
 ``muselq_sb.lobes.branchformer.BranchformerEncoder`` with the ``large``
 preset's layer sizes (d_model 1024, 16 heads, CSGU 6144, kernel 31), no
-grad, at 30 s, 2, 5 and 10 minutes of 25 Hz frames (750, 3000, 7500,
+grad (SummaryMixing layers in their default 1024-frame inference chunks,
+``--chunk-frames 0`` for the whole sequence at once), at 30 s, 2, 5 and 10 minutes of 25 Hz frames (750, 3000, 7500,
 15000). The three mixers are timed interleaved at each length; memory is
 measured once per configuration in a fresh child process. Regular attention
 materialises its [heads, T, T] weights twice (``nn.MultiheadAttention`` with
@@ -43,8 +44,10 @@ TARGET_SPEEDUP = 3.0
 TARGET_MEMORY = 5.0
 
 
-def build_encoder(mixer: str, layers: int, size: str = "large") -> BranchformerEncoder:
-    """An eval-mode Branchformer with the ``size`` preset's layer sizes.
+def build_encoder(mixer: str, layers: int, size: str = "large",
+                  chunk_frames: int = 1024) -> BranchformerEncoder:
+    """An eval-mode Branchformer with the ``size`` preset's layer sizes
+    (SummaryMixing layers run ``chunk_frames`` at a time; 0 = whole).
 
     Example
     -------
@@ -56,7 +59,7 @@ def build_encoder(mixer: str, layers: int, size: str = "large") -> BranchformerE
         layers, d_model=preset(size, "d_model"), nhead=preset(size, "nhead"),
         kernel_size=preset(size, "kernel_size"),
         csgu_linear_units=preset(size, "csgu_linear_units"),
-        attention_type=mixer,
+        attention_type=mixer, inference_chunk_frames=chunk_frames,
     ).eval()
 
 
@@ -80,10 +83,10 @@ def attention_gib(mixer: str, frames: int, nhead: int, dtype: str) -> float:
 
 
 def build(mixer: str, layers: int, frames: int, dtype: str,
-          size: str = "large") -> Callable[[], torch.Tensor]:
+          size: str = "large", chunk_frames: int = 1024) -> Callable[[], torch.Tensor]:
     """Encoder and input of one configuration, warmed up on a short input."""
     dt = dtype_of(dtype)
-    enc = build_encoder(mixer, layers, size).to(dt)
+    enc = build_encoder(mixer, layers, size, chunk_frames).to(dt)
     x = torch.randn(1, frames, preset(size, "d_model"), dtype=dt)
 
     def call() -> torch.Tensor:
@@ -171,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", default="large", choices=["large", "small", "tiny"])
     p.add_argument("--attention-max-gib", type=float, default=10.0,
                    help="skip regular attention above this estimated size")
+    p.add_argument("--chunk-frames", type=int, default=1024,
+                   help="inference_chunk_frames of the SummaryMixing layers "
+                        "(0 = whole sequence at once)")
     p.add_argument("--plot", default=str(IMG_DIR / "bench_mixer_scaling.png"))
     p.set_defaults(repeats=2)
     args = p.parse_args(argv)
@@ -188,8 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
                 if need > args.attention_max_gib:
                     skipped[mixer] = f"estimated {need} GiB of attention weights"
                 else:
-                    calls[mixer] = build(mixer, args.layers, frames, dtype, args.size)
-            times = interleaved_times(calls, args.repeats, warmup=0)
+                    calls[mixer] = build(mixer, args.layers, frames, dtype,
+                                         args.size, args.chunk_frames)
+            times = interleaved_times(calls, args.repeats, warmup=1)
             del calls
             for mixer in MIXERS:
                 row = {"mixer": mixer, "frames": frames, "dtype": dtype,
@@ -199,7 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
                 else:
                     mem = peak_memory(build, dict(mixer=mixer, layers=args.layers,
                                                   frames=frames, dtype=dtype,
-                                                  size=args.size), args.threads)
+                                                  size=args.size,
+                                                  chunk_frames=args.chunk_frames),
+                                        args.threads)
                     row.update(summary(times[mixer]), peak_mib=mem.get("peak_mib"),
                                memory=mem)
                 rows.append(row)
@@ -208,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
                       flush=True)
     config = {"layers": args.layers, "size": args.size, "frames": args.frames,
               "dtypes": args.dtypes, "repeats": args.repeats,
-              "attention_max_gib": args.attention_max_gib, "quick": args.quick}
+              "attention_max_gib": args.attention_max_gib, "quick": args.quick,
+              "chunk_frames": args.chunk_frames}
     result = benchmark_result(
         "mixer_scaling", args.threads, config, rows,
         checks={dtype: checks(rows, args.frames, dtype) for dtype in args.dtypes})
