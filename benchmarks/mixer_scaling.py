@@ -5,8 +5,8 @@ Encoder inputs [1, T, 1024] are fed straight to a
 ``muselq_sb.lobes.branchformer.BranchformerEncoder`` with the ``large``
 preset's layer sizes (d_model 1024, 16 heads, CSGU 6144, kernel 31), no
 grad (SummaryMixing layers in their default 1024-frame inference chunks,
-``--chunk-frames 0`` for the whole sequence at once), at 30 s, 2, 5 and 10 minutes of 25 Hz frames (750, 3000, 7500,
-15000). The three mixers are timed interleaved at each length; memory is
+``--chunk-frames 0`` for the whole sequence at once), at 30 s, 2, 5 and 10
+minutes of 25 Hz frames (750, 3000, 7500, 15000). The three mixers are timed interleaved at each length; memory is
 measured once per configuration in a fresh child process. Regular attention
 materialises its [heads, T, T] weights twice (``nn.MultiheadAttention`` with
 ``need_weights=True``, as SpeechBrain calls it), so configurations whose

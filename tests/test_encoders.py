@@ -4,7 +4,7 @@ import torch
 
 from muselq_sb.lobes.branchformer import BranchformerEncoder
 from muselq_sb.lobes.conformer import ConformerEncoder
-from muselq_sb.lobes.mixers import ATTENTION_TYPES
+from muselq_sb.lobes.mixers import ATTENTION_TYPES, drop_empty_mask
 from muselq_sb.nnet.summary_mixing import SummaryMixing
 from speechbrain.nnet.attention import RelPosEncXL, RoPEMHA
 
@@ -108,8 +108,10 @@ def test_chunked_inference_only_where_it_is_exact():
     with torch.no_grad():
         assert not layer._chunkable(x, None, None)  # training mode
         enc.eval()
-        assert layer._chunkable(x, None, pad & False)  # nothing padded
-        assert not layer._chunkable(x, None, pad)  # padding: whole
+        # nothing padded: the layer drops the mask and chunks
+        assert drop_empty_mask(pad & False) is None
+        assert layer._chunkable(x, None, drop_empty_mask(pad & False))
+        assert not layer._chunkable(x, None, drop_empty_mask(pad))  # padding
         assert not layer._chunkable(x[:, :4], None, None)  # one chunk
     assert not layer._chunkable(x, None, None)  # gradients wanted
     rope = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,

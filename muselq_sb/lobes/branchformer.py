@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Type
 
-from speechbrain.lobes.models.transformer import Branchformer as sb_brn
 import torch
+from speechbrain.lobes.models.transformer import Branchformer as sb_brn
 from torch import nn
 
-from muselq_sb.lobes.mixers import PaddingAwareLayer, check_attention_type
+from muselq_sb.lobes.mixers import (
+    PaddingAwareLayer, check_attention_type, drop_empty_mask,
+)
 from muselq_sb.nnet.depthwise_conv import TimeMajorDepthwiseConv
 from muselq_sb.nnet.summary_mixing import SummaryMixing
 from muselq_sb.utils.tracing import is_tracing
@@ -72,10 +74,9 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
             use_linear_after_conv=use_linear_after_conv,
         )
         csgu = self.convolution_branch.csgu
-        # zero (not SpeechBrain's reflect) padding at the sequence ends, so a
-        # sequence sees the same borders alone and padded in a batch
-        csgu.conv.padding_mode = "constant"
-        # same weights, no [B, T, C] <-> [B, C, T] copies, cheap backward
+        # same weights; zero (not SpeechBrain's reflect) padding at the
+        # sequence ends, so a sequence sees the same borders alone and padded
+        # in a batch; no [B, T, C] <-> [B, C, T] copies; cheap backward
         csgu.conv = TimeMajorDepthwiseConv(csgu.conv.conv)
         self.install(attention_type, d_model, nhead, dropout, summary_mixing,
                      owner=csgu, time_dim=1)
@@ -85,6 +86,7 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
     def forward(self, x, src_mask=None, src_key_padding_mask=None,
                 pos_embs=None, **kwargs):
         """SpeechBrain's layer, or its time-chunked form (see the class)."""
+        src_key_padding_mask = drop_empty_mask(src_key_padding_mask)
         if self._chunkable(x, src_mask, src_key_padding_mask):
             return self._chunked_forward(x), None
         return super().forward(x, src_mask=src_mask,
@@ -98,9 +100,8 @@ class BranchformerEncoderLayer(PaddingAwareLayer, sb_brn.BranchformerEncoderLaye
         return (not self.training and not torch.is_grad_enabled()
                 and src_mask is None
                 and isinstance(self.mha_layer, SummaryMixing)
-                and 0 < chunk < x.shape[1]
-                and (src_key_padding_mask is None
-                     or not src_key_padding_mask.any()))
+                and src_key_padding_mask is None
+                and 0 < chunk < x.shape[1])
 
     def _chunked_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's eval-mode output, ``inference_chunk_frames`` at a time.

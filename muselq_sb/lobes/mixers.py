@@ -86,6 +86,26 @@ def build_extra_mixer(
     return SummaryMixing(enc_dim=d_model, mode=attention_type, **kwargs)
 
 
+def drop_empty_mask(
+    src_key_padding_mask: Optional[torch.Tensor],
+) -> Optional[torch.Tensor]:
+    """``None`` for a padding mask with no True entry (nothing padded), so
+    that layers skip their masking; the mask itself otherwise, and always
+    under tracing (no value-dependent branch in exported graphs).
+
+    Example
+    -------
+    >>> drop_empty_mask(torch.zeros(2, 5, dtype=torch.bool)) is None
+    True
+    >>> drop_empty_mask(torch.tensor([[False, True]])).tolist()
+    [[False, True]]
+    """
+    if (src_key_padding_mask is not None and not is_tracing()
+            and not src_key_padding_mask.any()):
+        return None
+    return src_key_padding_mask
+
+
 class PaddingZeroer(nn.Module):
     """Wraps a convolution so that padded frames enter it as zeros.
 
@@ -163,9 +183,7 @@ class PaddingAwareLayer:
     def forward(self, x, src_mask=None, src_key_padding_mask=None,
                 pos_embs=None, **kwargs):
         """Runs the SpeechBrain layer with padding kept out of every conv."""
-        if (src_key_padding_mask is not None and not is_tracing()
-                and not src_key_padding_mask.any()):
-            src_key_padding_mask = None  # nothing padded: skip the masking
+        src_key_padding_mask = drop_empty_mask(src_key_padding_mask)
         if src_key_padding_mask is None:
             return super().forward(
                 x, src_mask=src_mask, pos_embs=pos_embs, **kwargs

@@ -8,11 +8,11 @@ convolution itself. Here the ``[B, T, C]`` tensor is handed to ``conv2d`` as
 a channels-last ``[B, C, 1, T]`` view with zero padding built in: no copy on
 the way in, and a contiguous ``[B, T, C]`` result on the way out.
 
-When gradients are needed the backward is our own: PyTorch's depthwise weight gradient is slow on CPU
-(tens of times the forward), so the input gradient is the same channels-last
-convolution with the flipped kernel and the weight gradient is one
-multiply-and-sum over ``(batch, time)`` per kernel tap, in float32 (or
-float64 for float64 inputs). Without gradients (inference), and under
+When gradients are needed the backward is our own: PyTorch's depthwise
+weight gradient is slow on CPU (tens of times the forward), so the input
+gradient is the same channels-last convolution with the flipped kernel and
+the weight gradient is one multiply-and-sum over ``(batch, time)`` per kernel
+tap, in float32 (or float64 for float64 inputs). Without gradients (inference), and under
 tracing or export, the plain convolution runs, so TorchScript and ONNX
 export see standard ops.
 
