@@ -11,8 +11,8 @@ exec((HERE / "muselq_sb" / "version.py").read_text(), VERSION)
 # torch/torchaudio 2.11 come from PyPI (CUDA wheels that also run on CPU);
 # the pin keeps pip away from any other local torch build.
 INSTALL_REQUIRES = [
-    "torch==2.11.*",
-    "torchaudio==2.11.*",
+    "torch>=2.11.0,<2.12",
+    "torchaudio==2.11.0",
     "speechbrain==1.1.2",
     "hyperpyyaml==1.2.*",
     "sentencepiece==0.2.*",
@@ -45,7 +45,7 @@ setup(
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["muselq_sb", "muselq_sb.*"]),
     package_data={"muselq_sb": ["resources/*", "resources/**/*"]},
     install_requires=INSTALL_REQUIRES,

@@ -4,6 +4,11 @@ import sys
 
 import pytest
 import torch
+
+# First import of the package: a torch/torchaudio pair that cannot load
+# together stops the run here with one message naming both versions and the
+# fix (muselq_sb.utils.environment), not with an import error per test.
+import muselq_sb  # noqa: F401  isort: skip
 from speechbrain.utils.importutils import LazyModule
 
 

@@ -16,6 +16,7 @@ Authors
 import json
 import sys
 
+import muselq_sb  # noqa: F401  (first: checks that torch and torchaudio load together)
 import speechbrain as sb
 
 from muselq_sb.downstream.experiment import run_probe_experiment

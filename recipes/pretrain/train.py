@@ -18,6 +18,7 @@ Authors
 """
 import sys
 
+import muselq_sb  # noqa: F401  (first: checks that torch and torchaudio load together)
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
