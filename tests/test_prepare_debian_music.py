@@ -174,7 +174,8 @@ def fake_apt_get(folder, debs):
     script.write_text(
         "#!/bin/sh\n"
         f'for f in "{debs}/$2"_*.deb; do\n'
-        '  [ -f "$f" ] || { echo "E: Unable to locate package $2" >&2; exit 100; }\n'
+        '  [ -f "$f" ] || { echo "E: Unable to locate package $2" >&2;\n'
+        '                   echo "W: a warning after the error" >&2; exit 100; }\n'
         '  cp "$f" .\n'
         "done\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)

@@ -28,11 +28,16 @@ DEB_URL = "https://packages.debian.org/stable/all/{package}/download"
 
 def _run_tool(command: Sequence[str], what: str, path: str | os.PathLike | None,
               cwd: str | os.PathLike | None = None) -> str:
-    """Runs a command line; a failure raises ``PrepareError`` naming ``path``."""
+    """Runs a command line; a failure raises ``PrepareError`` naming ``path``.
+
+    The message quotes the tool's last error line (apt's ``E:`` lines first:
+    warnings may follow them).
+    """
     done = subprocess.run(list(command), cwd=cwd, capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
+        lines = [line for line in lines if line.startswith("E:")] or lines
         detail = lines[-1] if lines else f"exit status {done.returncode}"
         raise PrepareError(f"{what} failed: {detail}", path)
     return done.stdout
@@ -92,9 +97,12 @@ def download_deb(package: str, folder: str | os.PathLike) -> Path:
                 f"{err}; run 'apt-get update' (as root) if the package is "
                 f"unknown, or download {DEB_URL.format(package=package)} by "
                 "hand and pass --deb_folder") from None
-        [deb] = Path(tmp).glob("*.deb")
-        target = folder / deb.name
-        os.replace(deb, target)
+        found = list(Path(tmp).glob(f"{package}_*.deb"))
+        if len(found) != 1:
+            raise PrepareError(f"apt-get download {package} left "
+                               f"{[p.name for p in found]}, not one .deb file")
+        target = folder / found[0].name
+        os.replace(found[0], target)
     return target
 
 
