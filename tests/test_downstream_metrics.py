@@ -11,6 +11,7 @@ from muselq_sb.downstream.metrics import (
     main_metric,
     multilabel_scores,
     r2_per_target,
+    retrieval_precision_at_1,
 )
 
 
@@ -122,3 +123,38 @@ def test_accumulator_averages_windows_then_group_items_as_logits():
     logits, targets = acc.clip_level()
     assert logits.tolist() == [[1.0, 2.0], [0.0, 1.0]]
     assert targets.tolist() == [1, 0]
+
+
+def test_retrieval_uses_cosine_and_excludes_the_query():
+    # A's nearest by distance is C (other key), by angle B (same key); with
+    # the query itself among the candidates every query would be a hit.
+    e = torch.tensor([[1.0, 0.0], [10.0, 1.0], [0.9, 0.3], [0.3, 0.9]])
+    # A -> B hit, B -> A hit, C -> B miss (0.975 > 0.949), D -> C hit
+    assert retrieval_precision_at_1(e, ["k", "k", "m", "m"]) == (0.75, 4)
+
+
+def test_retrieval_lone_keys_are_candidates_not_queries():
+    e = np.array([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.0, 0.0]])
+    # item 2 (alone with "b") is nearest to both "a" items; the zero
+    # embedding (alone with "c") has cosine 0 to all and no NaN
+    assert retrieval_precision_at_1(e, ["a", "a", "b", "c"]) == (0.0, 2)
+    with pytest.raises(ValueError, match="no item shares its key"):
+        retrieval_precision_at_1(e, ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="expected .N, D. embeddings for 3 keys"):
+        retrieval_precision_at_1(e, ["a", "a", "b"])
+
+
+def test_retrieval_matches_a_brute_force_search():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 12, size=60)
+    e = rng.standard_normal((60, 8)) + 0.8 * rng.standard_normal((12, 8))[keys]
+    hits = []
+    for i in range(len(e)):
+        if (keys == keys[i]).sum() < 2:
+            continue
+        cos = [e[i] @ e[j] / np.linalg.norm(e[i]) / np.linalg.norm(e[j])
+               if j != i else -np.inf for j in range(len(e))]
+        hits.append(keys[int(np.argmax(cos))] == keys[i])
+    precision, queries = retrieval_precision_at_1(e, keys.tolist())
+    assert queries == len(hits) and precision == pytest.approx(np.mean(hits))
+    assert 0 < precision < 1  # the draw has both hits and misses

@@ -17,7 +17,9 @@ Besides the fields ``write_task`` writes, ``prepare_tasks`` stores in each
   ``missing`` (a listed item whose audio file or annotation row is absent,
   counted only with ``allow_missing``), ``unreadable`` (the audio header
   cannot be read), ``excluded`` (left out by the protocol), ``untagged``
-  (no class of the task), ``too_short`` (shorter than one segment);
+  (no class of the task), ``too_short`` (shorter than one segment, or than
+  a track), ``not_music`` (audio outside a music folder), ``duplicate``
+  (the same bytes as a file already kept);
 * ``skipped_paths``: the same reasons -> the left-out audio files (absolute
   paths; an item whose file is not even known, such as a song without an
   annotation row, is named by its ID), at most ``MAX_SKIPPED_PATHS`` per
@@ -436,6 +438,9 @@ class Built(NamedTuple):
         Reason -> the items left out for it (see the module docstring).
     extra : mapping, optional
         More ``task.json`` fields, the same for every task.
+    classes : mapping, optional
+        Task name -> its class names, for tasks whose classes are known
+        only from the data (they replace ``TaskSpec.classes``).
 
     Example
     -------
@@ -446,6 +451,7 @@ class Built(NamedTuple):
     rows: Mapping[str, Mapping[str, Sequence[Mapping[str, object]]]]
     skipped: Mapping[str, Sequence[str]]
     extra: Mapping[str, object] | None = None
+    classes: Mapping[str, Sequence[str]] | None = None
 
 
 def skipped_fields(skipped: Mapping[str, Sequence[str]]) -> dict[str, dict]:
@@ -480,6 +486,7 @@ def prepare_tasks(
     inputs: Sequence[str | os.PathLike],
     options: Mapping[str, object],
     build: Callable[[], Built],
+    outputs: Sequence[str | os.PathLike] = (),
 ) -> list[Path]:
     """Writes task folders unless they are up to date, then prints summaries.
 
@@ -502,6 +509,9 @@ def prepare_tasks(
         JSON-serialisable preparation options.
     build : callable
         Returns a ``Built``; called only when the folders must be written.
+    outputs : sequence of path-like
+        More files ``build`` writes besides the task folders; the work is
+        done again when one is absent or older than ``inputs``.
 
     Returns
     -------
@@ -531,8 +541,8 @@ def prepare_tasks(
     (1, {'missing': 0})
     """
     folders = [Path(save_folder) / task.name for task in tasks]
-    outputs = [folder / name for folder in folders
-               for name in (*(f"{s}.csv" for s in SPLITS), "task.json")]
+    outputs = [*outputs, *(folder / name for folder in folders
+               for name in (*(f"{s}.csv" for s in SPLITS), "task.json"))]
     if is_up_to_date(outputs, inputs) and all(
             read_task(f).get("options") == dict(options) for f in folders):
         logger.info("%s up to date: preparation skipped",
@@ -541,9 +551,11 @@ def prepare_tasks(
         built = build()
         extra = {"options": dict(options), **skipped_fields(built.skipped),
                  **(built.extra or {})}
+        classes = built.classes or {}
         for task, folder in zip(tasks, folders):
             write_task(folder, task.name, task.task_type, task.target,
-                       built.rows[task.name], classes=task.classes,
+                       built.rows[task.name],
+                       classes=classes.get(task.name, task.classes),
                        metrics=task.metrics, extra=extra, columns=task.columns)
     for folder in folders:
         print(summarize_task(folder))
@@ -551,7 +563,8 @@ def prepare_tasks(
 
 
 def prepare_parser(
-    name: str, description: str, allow_missing: bool = True
+    name: str, description: str, allow_missing: bool = True,
+    data_folder: bool = True,
 ) -> argparse.ArgumentParser:
     """An argument parser with the options every preparation script has.
 
@@ -563,11 +576,14 @@ def prepare_parser(
         What the script does (its first docstring line).
     allow_missing : bool
         Add ``--allow_missing`` (for data sets whose files are listed).
+    data_folder : bool
+        Add the required ``--data_folder`` (for data sets downloaded by
+        hand; not for those the script fetches itself).
 
     Returns
     -------
     argparse.ArgumentParser
-        With ``--data_folder``, ``--save_folder`` (and ``--allow_missing``).
+        With ``--save_folder`` (and ``--data_folder``, ``--allow_missing``).
 
     Example
     -------
@@ -579,8 +595,9 @@ def prepare_parser(
     """
     parser = argparse.ArgumentParser(
         prog=f"python -m muselq_sb.prepare {name}", description=description)
-    parser.add_argument("--data_folder", required=True,
-                        help="the data set as downloaded (native layout)")
+    if data_folder:
+        parser.add_argument("--data_folder", required=True,
+                            help="the data set as downloaded (native layout)")
     parser.add_argument("--save_folder", required=True,
                         help="where the task folder(s) are written")
     if allow_missing:
