@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Optional
 
 import speechbrain as sb
 import torch
@@ -56,17 +56,21 @@ class BestRQBrain(sb.Brain):
     before the check, so every process takes the same decision.
     """
 
-    def fit(self, epoch_counter, train_set, valid_set=None, progressbar=None,
-            train_loader_kwargs={}, valid_loader_kwargs={}) -> None:
+    def fit(
+        self, epoch_counter: Any, train_set: Any, valid_set: Any = None,
+        progressbar: Optional[bool] = None,
+        train_loader_kwargs: Optional[dict] = None,
+        valid_loader_kwargs: Optional[dict] = None,
+    ) -> None:
         """As ``Brain.fit``; keeps the training loader for the statistics
         pass of ``on_fit_start``."""
         if not isinstance(train_set, (DataLoader, LoopedLoader)):
             train_set = self.make_dataloader(
-                train_set, stage=sb.Stage.TRAIN, **train_loader_kwargs
+                train_set, stage=sb.Stage.TRAIN, **(train_loader_kwargs or {})
             )
         self.train_loader = train_set
         super().fit(epoch_counter, train_set, valid_set, progressbar,
-                    train_loader_kwargs, valid_loader_kwargs)
+                    valid_loader_kwargs=valid_loader_kwargs or {})
 
     def on_fit_start(self) -> None:
         """Builds optimizers, recovers, restores the scheduled lr, and

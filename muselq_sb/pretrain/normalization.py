@@ -87,7 +87,8 @@ def compute_input_statistics(
         )
     skips = SkipCounter()
     read = 0
-    for batch in tqdm(islice(batches, n_batches), total=n_batches,
+    total = min(n_batches, len(batches)) if hasattr(batches, "__len__") else n_batches
+    for batch in tqdm(islice(batches, n_batches), total=total,
                       desc="input statistics", disable=not progressbar):
         read += 1
         skips.add(batch)
