@@ -32,8 +32,7 @@ def train(out, songs, steps, updates):
     """Trains a tiny brain to ``steps``; returns snapshots taken before its
     first training batch and after the run. ``updates`` counts calls of
     ``FeatureNormalizer.update``."""
-    brain, _, fit = tiny_brain(out, songs, total_steps=steps, ckpt_interval_steps=2,
-                               max_batch_seconds=4.0)
+    brain, _, fit = tiny_brain(out, songs, total_steps=steps, max_batch_seconds=4.0)
     first = []
     fit_batch = brain.fit_batch
 
@@ -50,7 +49,7 @@ def train(out, songs, steps, updates):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 12-step run, then the same command resumed to 18 steps."""
-    songs = write_songs(tmp_path_factory.mktemp("songs"), count=6)
+    songs = write_songs(tmp_path_factory.mktemp("songs"), count=12)
     out = tmp_path_factory.mktemp("run")
     updates = []
     real = FeatureNormalizer.update
