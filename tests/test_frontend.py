@@ -51,30 +51,37 @@ def test_model_output_length_matches_targets(n_samples):
     assert int(model.output_lengths(wav, torch.ones(1))) == n_stacked_frames(n_samples)
 
 
-def test_normalizer_global_stats_saved_and_frozen():
-    norm = FeatureNormalizer(4, max_frames=100).train()
+def test_normalizer_statistics_of_the_pass_then_frozen():
+    norm = FeatureNormalizer(4)
     x = torch.randn(2, 30, 4) * 3 + 7
     lens = torch.tensor([30, 20])
-    y = norm(x, lens)
+    norm.update(x[:1], lens[:1])
+    norm.update(x[1:], lens[1:])
+    norm.freeze()
     valid = torch.cat([x[0], x[1, :20]])
+    assert norm.ready and float(norm.count) == 50
     assert torch.allclose(norm.mean, valid.mean(0), atol=1e-4)
     assert torch.allclose(norm.std, valid.std(0, unbiased=False), atol=1e-4)
-    assert torch.all(y[1, 20:] == 0)  # padding stays zero
     state = {k: v.clone() for k, v in norm.state_dict().items()}
-    assert {"mean", "std", "count"} <= set(state)
-    norm(torch.randn(2, 30, 4), lens)  # reaches max_frames (50 + 50 >= 100)
-    frozen = norm.mean.clone()
-    norm(torch.randn(2, 30, 4) + 100, lens)
-    assert torch.equal(norm.mean, frozen)
+    assert set(state) == {"count", "sum", "sumsq", "mean", "std"}
+    # the forward pass never changes them, in training or evaluation mode
+    for mode in (True, False):
+        y = norm.train(mode)(torch.randn(2, 30, 4) + 100, lens)
+        assert torch.all(y[1, 20:] == 0)  # padding stays zero
+    for key, value in norm.state_dict().items():
+        assert torch.equal(value, state[key]), key
     fresh = FeatureNormalizer(4)
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.mean, state["mean"])
+    assert fresh.ready and torch.equal(fresh.mean, state["mean"])
+    assert torch.equal(fresh(x, lens), norm(x, lens))
 
 
-def test_normalizer_eval_does_not_update():
-    norm = FeatureNormalizer(3).eval()
-    norm(torch.randn(1, 10, 3) + 5, torch.tensor([10]))
-    assert float(norm.count) == 0.0
+def test_normalizer_without_statistics_is_the_identity():
+    norm = FeatureNormalizer(3).train()
+    x = torch.randn(1, 10, 3) + 5
+    assert torch.equal(norm(x, torch.tensor([10])), x)
+    norm.freeze()  # no frame was added: still the identity, not ready
+    assert not norm.ready and torch.equal(norm(x, torch.tensor([10])), x)
 
 
 def test_mel_frames_same_alone_and_zero_padded():

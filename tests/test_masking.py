@@ -1,8 +1,17 @@
-"""Span masking statistics and the masked-only loss."""
+"""Span masking statistics, the masked-only loss, and what the encoder
+sees of masked frames."""
+import pytest
 import torch
 
-from muselq_sb.nnet.heads import masked_ssl_loss
+from muselq_sb.lobes.branchformer import BranchformerEncoder
+from muselq_sb.lobes.model import MusicModel
+from muselq_sb.nnet.heads import MelHead, TokenHead, masked_ssl_loss
 from muselq_sb.nnet.masking import SpanMasker
+from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
+from muselq_sb.pretrain.bestrq import BestRQModel
+from tests.fixtures.audio import tone
+
+HALF_WINDOW, HOP = 1024, 240  # samples: a mel frame f sees 240 f +- 1024
 
 
 def test_fraction_spans_padding_and_fresh_draws():
@@ -62,21 +71,90 @@ def test_loss_ignores_unmasked_frames():
     assert perfect["ce"] < 1e-6
 
 
-def test_bestrq_masks_fixed_in_eval_fresh_in_training():
-    from muselq_sb.lobes.branchformer import BranchformerEncoder
-    from muselq_sb.lobes.model import MusicModel
-    from muselq_sb.nnet.heads import MelHead, TokenHead
-    from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
-    from muselq_sb.pretrain.bestrq import BestRQModel
-
+def tiny_bestrq(domain="mel"):
+    """A one-layer ``BestRQModel`` (the front-end's n_fft 2048, hop 240)."""
     enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
                               csgu_linear_units=32)
-    ssl = BestRQModel(MusicModel(enc, 16, subsampling_channels=16),
-                      RandomProjectionQuantizer(cb_vocab=32), SpanMasker(),
-                      TokenHead(16, 32), MelHead(16, 512))
+    return BestRQModel(MusicModel(enc, 16, subsampling_channels=16),
+                       RandomProjectionQuantizer(cb_vocab=32),
+                       SpanMasker(domain=domain), TokenHead(16, 32),
+                       MelHead(16, 512))
+
+
+def test_bestrq_masks_fixed_in_eval_fresh_in_training():
+    ssl = tiny_bestrq()
     wavs, lens = torch.randn(2, 48000), torch.ones(2)
     ssl.eval()
     assert torch.equal(ssl(wavs, lens)["mask"], ssl(wavs, lens)["mask"])
     ssl.train()
     masks = [ssl(wavs, lens)["mask"] for _ in range(3)]
     assert not (torch.equal(masks[0], masks[1]) and torch.equal(masks[1], masks[2]))
+
+
+def runs(mask):
+    """The [start, end) 25 Hz frame ranges of the True runs of a 1-D mask."""
+    edges = torch.diff(mask.int(), prepend=torch.zeros(1, dtype=torch.int),
+                       append=torch.zeros(1, dtype=torch.int)).nonzero().flatten()
+    return [(int(a), int(b)) for a, b in edges.view(-1, 2)]
+
+
+def inner_samples(a, b, stack=4):
+    """Samples that only the mel frames of 25 Hz frames [a, b) see: the STFT
+    windows of the neighbouring mel frames (4a - 1 and 4b) end before and
+    start after them."""
+    return slice(HOP * (stack * a - 1) + HALF_WINDOW, HOP * stack * b - HALF_WINDOW)
+
+
+def noise(samples):
+    return 0.5 * torch.randn(samples.stop - samples.start)
+
+
+@pytest.mark.parametrize("domain", ["mel", "waveform"])
+def test_encoder_sees_nothing_of_the_masked_audio(domain):
+    """Changing the audio inside the masked spans changes the targets but
+    not one output of the encoder (nor the heads); changing it elsewhere
+    does. Fails if the encoder is given the clean features or the clean
+    waveform."""
+    torch.manual_seed(0)
+    ssl = tiny_bestrq(domain).eval()  # eval: the same masks on every call
+    wav = torch.from_numpy(tone(4.0, freq=330.0)[:, 0])[None]
+    lens = torch.ones(1)
+    with torch.no_grad():
+        ref = ssl(wav, lens)
+    spans = runs(ref["mask"][0])
+    assert spans and not ref["mask"][0].all()
+    inside, outside = wav.clone(), wav.clone()
+    for a, b in spans:
+        inside[0, inner_samples(a, b)] += noise(inner_samples(a, b))
+    a, b = runs(~ref["mask"][0])[0]
+    outside[0, inner_samples(a, b)] += noise(inner_samples(a, b))
+    with torch.no_grad():
+        changed, control = ssl(inside, lens), ssl(outside, lens)
+    assert torch.equal(changed["mask"], ref["mask"])
+    masked = ref["mask"]
+    # the targets come from the clean audio...
+    assert not torch.allclose(changed["mel_target"][masked], ref["mel_target"][masked])
+    unmasked = ~masked & (torch.arange(masked.shape[1]) < ref["lens"][:, None])
+    assert torch.equal(changed["mel_target"][unmasked], ref["mel_target"][unmasked])
+    # ...the encoder sees none of it
+    for key in ("logits", "mel_pred"):
+        torch.testing.assert_close(changed[key], ref[key], rtol=0, atol=1e-5)
+    assert not torch.allclose(control["mel_pred"], ref["mel_pred"], atol=1e-3)
+
+
+def test_encoder_input_is_the_fill_at_masked_frames():
+    """The encoder's input holds the fill value (zeros) at the mel frames
+    of masked 25 Hz frames and the clean normalised features elsewhere."""
+    ssl = tiny_bestrq("mel").eval()
+    seen = []
+    encode = ssl.model.encode
+    ssl.model.encode = lambda mel, lens: seen.append(mel) or encode(mel, lens)
+    wav = torch.from_numpy(tone(3.0)[:, 0])[None]
+    with torch.no_grad():
+        out = ssl(wav, torch.ones(1))
+        clean, _ = ssl.model.features(wav, torch.ones(1))
+    frames = out["mask"][0].repeat_interleave(4)[:clean.shape[1]]
+    assert frames.any() and not frames.all()
+    assert torch.all(seen[0][0, frames] == 0)
+    assert torch.all(clean[0, frames] != 0)
+    assert torch.equal(seen[0][0, ~frames], clean[0, ~frames])

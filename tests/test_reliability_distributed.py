@@ -7,9 +7,12 @@ frames of each rank, so DDP computes the mean of the per-rank means. It
 equals the single-process mean over the global batch when every rank masks
 the same number of frames, which the fixed masks below ensure (each rank
 gets the same mask rows, permuted). Dropout is off; the input normaliser
-runs in training mode (its statistics are all-reduced, so both sides
-normalise with the statistics of the global batch). Tolerance: float32
+has frozen statistics, the same on both sides. Tolerance: float32
 round-off of the all-reduce, ``rtol=1e-4, atol=1e-6``.
+
+The statistics pass (``compute_input_statistics``) run by two gloo
+processes on different batches leaves both with bit-identical statistics,
+those of all their batches together.
 """
 import os
 import socket
@@ -25,7 +28,11 @@ import torch.multiprocessing as tmp
 from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 
+from speechbrain.dataio.batch import PaddedBatch
+
+from muselq_sb.dataio.batching import EmptyBatch
 from muselq_sb.nnet.heads import masked_ssl_loss
+from muselq_sb.pretrain.normalization import compute_input_statistics
 from muselq_sb.pretrain.report import read_metrics
 from tests.fixtures.audio import write_audio
 from tests.recipe_utils import ROOT, TRAIN, args_for, env, tiny_overrides
@@ -85,8 +92,9 @@ def free_port():
 def test_two_gloo_processes_match_one_process():
     torch.manual_seed(0)
     ssl = build_ssl().train()
-    state = {k: v.clone() for k, v in ssl.state_dict().items()}
     wavs = 0.1 * torch.randn(4, 48000)
+    compute_input_statistics(ssl.model, [PaddedBatch([{"sig": w} for w in wavs])], 1)
+    state = {k: v.clone() for k, v in ssl.state_dict().items()}
     frames = ssl.model.output_lengths(wavs, torch.ones(4))[0].item()
     half = ssl.masker(torch.full((2,), frames), frames)
     mask = torch.cat([half, half.flip(0)])  # same masked count on each rank
@@ -102,6 +110,43 @@ def test_two_gloo_processes_match_one_process():
         assert torch.allclose(ddp["grads"][name], grad, **TOL), name
     for name, value in ssl.state_dict().items():  # after one Adam step
         assert torch.allclose(ddp["params"][name].float(), value.float(), **TOL), name
+
+
+def _stats_worker(rank, port, shards, result):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        model = build_ssl().model
+        info = compute_input_statistics(model, shards[rank], n_batches=5)
+        torch.save({"stats": model.normalizer.state_dict(), "info": info},
+                   f"{result}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def batch_of(*seconds):
+    return PaddedBatch([{"sig": 0.1 * torch.randn(int(s * 24000)) + 0.05 * i}
+                        for i, s in enumerate(seconds)])
+
+
+def test_ranks_compute_the_same_input_statistics():
+    torch.manual_seed(0)
+    # the ranks read different batches, rank 1 fewer and an unreadable one
+    shards = [[batch_of(1.0, 0.5), batch_of(2.0)],
+              [batch_of(1.5), EmptyBatch(2)]]
+    result = Path(tempfile.mkdtemp()) / "stats"
+    tmp.start_processes(_stats_worker, args=(free_port(), shards, str(result)),
+                        nprocs=WORLD, start_method="fork")
+    ranks = [torch.load(f"{result}.{r}", weights_only=True) for r in range(WORLD)]
+    for key, value in ranks[0]["stats"].items():
+        assert torch.equal(ranks[1]["stats"][key], value), key
+    assert [r["info"]["skipped_files"] for r in ranks] == [0, 2]
+    one = build_ssl().model  # one process reading every batch
+    compute_input_statistics(one, [b for shard in shards for b in shard], 5)
+    assert ranks[0]["info"]["frames"] == int(one.normalizer.count)
+    for key, value in one.normalizer.state_dict().items():
+        assert torch.allclose(ranks[0]["stats"][key], value, rtol=1e-6), key
 
 
 WRAPPER = """

@@ -144,38 +144,38 @@ def stacked_lengths(lens: torch.Tensor, stack: int = 4) -> torch.Tensor:
 
 
 class FeatureNormalizer(nn.Module):
-    """Per-bin mean/std normalisation with statistics saved in the model.
+    """Per-bin mean/std normalisation with frozen statistics saved in the model.
 
-    Statistics are accumulated over the valid frames of training batches
-    (all-reduced across processes under DDP) until ``max_frames`` frames
-    have been seen, then frozen. They are buffers, so they travel in every
-    checkpoint and exported model. Global statistics (not per clip) keep the
-    time-mean of the features informative for pooled probes.
+    The statistics are computed once, before training, from the valid
+    frames of a number of training batches: ``update`` on each batch, then
+    ``freeze`` (``muselq_sb.pretrain.normalization.compute_input_statistics``
+    runs that pass). The forward pass only normalises, so the quantizer's
+    targets never drift. The statistics are buffers: they travel in every
+    checkpoint and exported model. Global statistics (not per clip) keep
+    the time-mean of the features informative for pooled probes. Until
+    ``freeze`` is called (``ready`` is False) the normaliser is the
+    identity.
 
     Arguments
     ---------
     n_features : int
         Feature dimension.
-    max_frames : int
-        Frames after which the statistics stop updating.
     eps : float
         Floor of the standard deviation.
 
     Example
     -------
-    >>> norm = FeatureNormalizer(3).train()
+    >>> norm = FeatureNormalizer(3)
     >>> x = torch.randn(4, 50, 3) * 2 + 5
+    >>> norm.update(x, torch.full((4,), 50))
+    >>> norm.freeze()
     >>> y = norm(x, torch.full((4,), 50))
-    >>> abs(y.mean().item()) < 1e-4, round(y.std().item(), 1)
-    (True, 1.0)
+    >>> norm.ready, abs(y.mean().item()) < 1e-4, round(y.std().item(), 1)
+    (True, True, 1.0)
     """
 
-    def __init__(
-        self, n_features: int = 128, max_frames: int = 10_000_000,
-        eps: float = 1e-5,
-    ) -> None:
+    def __init__(self, n_features: int = 128, eps: float = 1e-5) -> None:
         super().__init__()
-        self.max_frames = max_frames
         self.eps = eps
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("sum", torch.zeros(n_features, dtype=torch.float64))
@@ -183,31 +183,48 @@ class FeatureNormalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
 
+    @property
+    def ready(self) -> bool:
+        """Whether the statistics have been computed (``freeze`` ran on
+        at least one frame)."""
+        return bool(self.count > 0)
+
     @torch.no_grad()
     def update(self, x: torch.Tensor, lens: torch.Tensor) -> None:
-        """Adds the valid frames of ``x`` [B, T, F] to the statistics."""
+        """Adds the valid frames of ``x`` [B, T, F] to this process's sums
+        (``mean``/``std`` change only at ``freeze``)."""
         valid = (~padding_mask(lens, x.shape[1])).to(torch.float64)
         xd = x.detach().to(torch.float64)
-        stats = torch.cat([
-            valid.sum().view(1),
-            torch.einsum("btf,bt->f", xd, valid),
-            torch.einsum("btf,bt->f", xd * xd, valid),
-        ])
+        self.count += valid.sum()
+        self.sum += torch.einsum("btf,bt->f", xd, valid)
+        self.sumsq += torch.einsum("btf,bt->f", xd * xd, valid)
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Sets ``mean``/``std`` from the sums of the ``update`` calls.
+
+        Under DDP the sums are first all-reduced, so every process ends
+        with the same statistics; call it once, on every process, after
+        the statistics pass. With no frame at all (on any process) the
+        normaliser stays the identity and ``ready`` stays False.
+        """
+        n = self.mean.numel()
+        stats = torch.cat([self.count.view(1), self.sum, self.sumsq])
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(stats)
-        n = self.mean.numel()
-        self.count += stats[0]
-        self.sum += stats[1:1 + n]
-        self.sumsq += stats[1 + n:]
+        self.count.copy_(stats[0])
+        self.sum.copy_(stats[1:1 + n])
+        self.sumsq.copy_(stats[1 + n:])
+        if not self.ready:
+            return
         mean = self.sum / self.count.clamp(min=1)
         var = (self.sumsq / self.count.clamp(min=1) - mean**2).clamp(min=0)
         self.mean.copy_(mean.float())
         self.std.copy_(var.sqrt().clamp(min=self.eps).float())
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        """Normalises ``x`` [B, T, F]; updates statistics while training."""
-        if self.training and self.count < self.max_frames:
-            self.update(x, lens)
+        """Normalises ``x`` [B, T, F] with the frozen statistics; padding
+        frames are zero."""
         y = (x - self.mean) / self.std
         return y.masked_fill(padding_mask(lens, x.shape[1])[:, :, None], 0.0)
 

@@ -97,7 +97,8 @@ class MusicModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised log-mel [B, T100, n_mels] and absolute frame lengths.
 
-        Padding frames are zero. Statistics update in training mode.
+        Padding frames are zero. The normaliser's statistics are frozen
+        (computed once before pre-training).
         """
         mel, lens = self.frontend(wavs, wav_lens)
         return self.normalizer(mel, lens), lens

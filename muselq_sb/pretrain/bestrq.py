@@ -18,8 +18,10 @@ from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 class BestRQModel(nn.Module):
     """Everything pre-training runs in one module (one DDP wrapper).
 
-    The quantizer and the normaliser are buffers of this module, so they are
-    saved in every checkpoint and identical on every process.
+    The quantizer and the normaliser's statistics are buffers of this
+    module, so they are saved in every checkpoint and identical on every
+    process. The normaliser never changes here: its statistics are computed
+    once before training (``muselq_sb.pretrain.normalization``).
 
     Arguments
     ---------
@@ -96,11 +98,7 @@ class BestRQModel(nn.Module):
         mask = self.masker(lens25, targets.shape[1], generator=generator)
         if self.masker.domain == "waveform":
             masked_wavs = self.masker.apply_waveform(wavs, mask)
-            with torch.no_grad():
-                was_training = self.model.normalizer.training
-                self.model.normalizer.eval()
-                masked, _ = self.model.features(masked_wavs, wav_lens)
-                self.model.normalizer.train(was_training)
+            masked, _ = self.model.features(masked_wavs, wav_lens)
         else:
             masked = self.masker.apply_mel(mel, mask)
         last = self.model.encode(masked, lens)[-1]

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Optional
 
 import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataloader import LoopedLoader
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.logger import get_logger
+from torch.utils.data import DataLoader
 
 from muselq_sb.dataio.batching import EmptyBatch, SkipCounter
 from muselq_sb.nnet.heads import masked_ssl_loss
+from muselq_sb.pretrain.normalization import compute_input_statistics
 from muselq_sb.pretrain.stats import SSLStats
 from muselq_sb.utils.hardware import bf16_is_slow_on_cpu
 
@@ -30,11 +33,17 @@ class NonFiniteTrainingError(RuntimeError):
 class BestRQBrain(sb.Brain):
     """Pre-trains ``modules.ssl_model`` (a ``BestRQModel``).
 
-    Expected hparams: ``lr_scheduler`` (``WarmupCosineScheduler``),
-    ``ce_weight``, ``mse_weight``, ``log_interval`` (steps between step
-    logs), ``train_logger`` (``FileTrainLogger``), ``checkpointer``,
+    Expected hparams: ``ssl_model``, ``lr_scheduler``
+    (``WarmupCosineScheduler``), ``ce_weight``, ``mse_weight``,
+    ``log_interval`` (steps between step logs), ``normalizer_batches``,
+    ``train_logger`` (``FileTrainLogger``), ``checkpointer``,
     ``keep_checkpoints``, ``sample_rate``, ``metrics_file`` (JSON lines)
     and optionally ``tensorboard_folder``.
+
+    Before the first optimizer step the input normaliser's statistics are
+    computed from ``normalizer_batches`` training batches and frozen
+    (``compute_input_statistics``); they are saved in every checkpoint, and
+    a resumed run keeps the saved ones.
 
     An ``EmptyBatch`` (every item unreadable) is counted and skipped; under
     DDP a silent placeholder runs in its place with zero loss weight, so
@@ -47,8 +56,25 @@ class BestRQBrain(sb.Brain):
     before the check, so every process takes the same decision.
     """
 
+    def fit(
+        self, epoch_counter: Any, train_set: Any, valid_set: Any = None,
+        progressbar: Optional[bool] = None,
+        train_loader_kwargs: Optional[dict] = None,
+        valid_loader_kwargs: Optional[dict] = None,
+    ) -> None:
+        """As ``Brain.fit``; keeps the training loader for the statistics
+        pass of ``on_fit_start``."""
+        if not isinstance(train_set, (DataLoader, LoopedLoader)):
+            train_set = self.make_dataloader(
+                train_set, stage=sb.Stage.TRAIN, **(train_loader_kwargs or {})
+            )
+        self.train_loader = train_set
+        super().fit(epoch_counter, train_set, valid_set, progressbar,
+                    valid_loader_kwargs=valid_loader_kwargs or {})
+
     def on_fit_start(self) -> None:
-        """Builds optimizers, recovers, restores the scheduled lr."""
+        """Builds optimizers, recovers, restores the scheduled lr, and
+        computes the input statistics unless the checkpoint has them."""
         super().on_fit_start()
         self.hparams.lr_scheduler.set_lr(self.optimizer)
         if (torch.device(self.device).type == "cpu"
@@ -66,6 +92,16 @@ class BestRQBrain(sb.Brain):
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb_writer = SummaryWriter(folder)
+        model = self.hparams.ssl_model.model
+        if model.normalizer.ready:
+            logger.info("input statistics restored from the checkpoint "
+                        "(%d frames), not recomputed", int(model.normalizer.count))
+        else:
+            compute_input_statistics(
+                model, self.train_loader, self.hparams.normalizer_batches,
+                device=self.device,
+                progressbar=not self.noprogressbar and if_main_process(),
+            )
 
     # ---- forward / loss -------------------------------------------------
     def _placeholder_batch(self) -> PaddedBatch:

@@ -165,7 +165,7 @@ def _check_values(h: Mapping[str, Any]) -> None:
                 "cb_dim", "num_codebooks", "kernel_size", "subsampling_channels",
                 "total_steps", "log_interval", "keep_checkpoints", "sample_rate",
                 "grad_accumulation_factor", "valid_batch_size", "mask_span",
-                "csgu_linear_units", "d_ffn"):
+                "csgu_linear_units", "d_ffn", "normalizer_batches"):
         _require(h, key, _is_int(1), "an integer >= 1")
     for key in ("warmup_steps", "num_workers", "ckpt_interval_steps"):
         _require(h, key, _is_int(0), "an integer >= 0")
