@@ -64,6 +64,25 @@ def write_songs(folder: str | os.PathLike, count: int = 4,
     return folder
 
 
+def write_song_shards(folder: str | os.PathLike, count: int = 8,
+                      shard_mb: float = 0.05) -> Path:
+    """Writes ``count`` songs of 2 to 5 s (flac and mp3) into
+    ``folder/music`` and their shards into ``folder/shards`` (2 s
+    segments, a quarter of the tracks held out); returns the shard folder.
+    """
+    from muselq_sb.prepare.shards import write_shards
+
+    folder = Path(folder)
+    for i in range(count):
+        ext = "mp3" if i % 2 else "flac"
+        write_audio(folder / "music" / f"song{i}.{ext}", 2.0 + (i % 4),
+                    24000, freq=110 * (i + 1), seed=i)
+    write_shards([{"type": "folder", "path": str(folder / "music")}],
+                 folder / "shards", shard_mb=shard_mb, segment_seconds=2.0,
+                 valid_fraction=0.25)
+    return folder / "shards"
+
+
 def optimizer_steps(out: str | os.PathLike) -> int:
     """``optimizer_step`` saved in the latest complete checkpoint of a run."""
     ckpt = latest_checkpoint(Path(out) / "save")
