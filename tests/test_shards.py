@@ -1,13 +1,16 @@
 """WebDataset shards: the writer, the stream, its position, bad shards."""
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
+from muselq_sb.dataio.audio import load_audio
 from muselq_sb.dataio.batching import DurationBatcher
 from muselq_sb.dataio.manifest import read_manifest
 from muselq_sb.dataio.shards import ShardLoader, ShardStream, find_shards
@@ -176,3 +179,24 @@ def test_corrupt_members_are_skipped_and_counted(tmp_path):
     expected = Counter(r["ID"] for r in manifest(shards, "train") if r["ID"] not in lost)
     assert Counter(ids) == expected
 
+
+
+def test_pcm_shards_hold_decoded_mono_int16_and_stream_the_same_clips(tmp_path):
+    write_song_shards(tmp_path / "a")
+    shards = tmp_path / "a" / "pcm"
+    write_shards([{"type": "folder", "path": str(tmp_path / "a" / "music")}], shards,
+                 shard_mb=0.05, segment_seconds=2.0, valid_fraction=0.25,
+                 pcm_rate=24000)
+    for path in shards.glob("train-*.tar"):
+        files = members(path)
+        for fname, data in files.items():
+            if fname.endswith(".json"):
+                meta = json.loads(data)
+                wav = files[fname[:-len("json")] + "wav"]
+                info = sf.info(io.BytesIO(wav))
+                assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")
+                pcm, _ = sf.read(io.BytesIO(wav), dtype="float32")
+                ref = load_audio(meta["source"], sample_rate=24000).numpy()
+                assert len(pcm) == len(ref) and abs(pcm - ref).max() < 1e-3
+    ids = Counter(i for batch in loader(shards) for i in batch.id)
+    assert ids == Counter(r["ID"] for r in manifest(shards, "train"))

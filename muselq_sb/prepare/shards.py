@@ -12,7 +12,10 @@ then the tracks of each split, in a seeded random order, are packed into
 ``<save_folder>/<split>-NNNNNN.tar`` of about ``--shard_mb`` MiB each: per
 track the original audio bytes and a JSON with its id, source path,
 duration and clips (the manifest's segments, the "offsets"), in the format
-``muselq_sb.dataio.shards`` reads. ``index.json`` lists every shard (split,
+``muselq_sb.dataio.shards`` reads. ``--pcm_rate 24000`` stores instead the
+audio decoded once, mono 16-bit WAV at that rate: 1.5-3x the bytes of
+common mp3s, and a loader core reads it many times faster
+(docs/benchmarks.md, section 8). ``index.json`` lists every shard (split,
 tracks, clips, seconds, bytes, a fingerprint of its content) and the hours
 per split.
 
@@ -45,6 +48,7 @@ import soundfile as sf
 from tqdm import tqdm
 from webdataset import TarWriter
 
+from muselq_sb.dataio.audio import load_audio
 from muselq_sb.dataio.manifest import atomic_write_text, read_manifest
 from muselq_sb.dataio.shards import INDEX_FORMAT, INDEX_NAME
 from muselq_sb.prepare.common import PrepareError, PrepareExit, report_error
@@ -81,6 +85,7 @@ class ShardPlan:
     name: str
     split: str
     tracks: list[Track]
+    pcm_rate: int = 0  # 0: original bytes; else mono int16 WAV at this rate
 
     def fingerprint(self) -> str:
         """Hash of the content: tracks, clips, file sizes and times."""
@@ -92,7 +97,8 @@ class ShardPlan:
             except OSError:
                 mark = None
             items.append((t.track_id, t.path, t.clips, mark))
-        text = json.dumps([INDEX_FORMAT, items], sort_keys=True, default=str)
+        text = json.dumps([INDEX_FORMAT, self.pcm_rate, items], sort_keys=True,
+                          default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -120,7 +126,8 @@ def split_tracks(manifest: str | os.PathLike) -> list[Track]:
 
 
 def plan_shards(
-    tracks: Sequence[Track], split: str, shard_bytes: int, seed: int
+    tracks: Sequence[Track], split: str, shard_bytes: int, seed: int,
+    pcm_rate: int = 0,
 ) -> list[ShardPlan]:
     """Deals the tracks, in a seeded random order, into shards of about
     ``shard_bytes`` of audio (a shard closes once it reaches the size).
@@ -145,10 +152,11 @@ def plan_shards(
         current.append(tracks[i])
         size += tracks[i].size
         if size >= shard_bytes:
-            plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current))
+            plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current,
+                                   pcm_rate))
             current, size = [], 0
     if current:
-        plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current))
+        plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current, pcm_rate))
     return plans
 
 
@@ -157,21 +165,31 @@ def _member_key(index: int, track_id: str) -> str:
     return f"{index:06d}_" + re.sub(r"[^A-Za-z0-9_-]", "_", track_id)[:80]
 
 
+def _audio(path: str, pcm_rate: int) -> tuple[bytes, str, float]:
+    """The bytes to store, their extension and the duration in seconds."""
+    if not pcm_rate:
+        data = Path(path).read_bytes()
+        ext = Path(path).suffix.lower().lstrip(".") or "audio"
+        return data, ext, sf.info(io.BytesIO(data)).duration
+    wav = load_audio(path, sample_rate=pcm_rate).numpy()
+    buf = io.BytesIO()
+    sf.write(buf, wav, pcm_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), "wav", len(wav) / pcm_rate
+
+
 def _samples(plan: ShardPlan) -> Iterator[tuple[dict[str, Any], int, float]]:
     """The samples of a shard, with their clip count and seconds;
     unreadable tracks are logged and left out."""
     offset = 0
     for i, track in enumerate(plan.tracks):
         try:
-            data = Path(track.path).read_bytes()
-            duration = sf.info(io.BytesIO(data)).duration
+            data, ext, duration = _audio(track.path, plan.pcm_rate)
         except (OSError, RuntimeError) as err:
             logger.warning("skipping unreadable audio %s (%s)", track.path, err)
             continue
         meta = {"track_id": track.track_id, "source": track.path,
                 "duration": round(duration, 6), "clip_offset": offset,
                 "clips": [list(c) for c in track.clips]}
-        ext = Path(track.path).suffix.lower().lstrip(".") or "audio"
         sample = {"__key__": _member_key(i, track.track_id), ext: data,
                   "json": json.dumps(meta).encode("utf-8")}
         offset += len(track.clips)
@@ -238,6 +256,7 @@ def write_shards(
     seed: int = 0,
     jobs: int = 1,
     index_every: float = 30.0,
+    pcm_rate: int = 0,
 ) -> dict[str, Any]:
     """Prepares ``sources`` and writes their shards and ``index.json``.
 
@@ -255,6 +274,9 @@ def write_shards(
         Shards written in parallel (processes).
     index_every : float
         Seconds between rewrites of the index while shards are written.
+    pcm_rate : int
+        0: store the original bytes; else the audio decoded, mono 16-bit
+        WAV at this rate.
 
     Returns
     -------
@@ -279,11 +301,12 @@ def write_shards(
                             valid_fraction=valid_fraction, seed=seed,
                             min_segment_seconds=min_segment_seconds)
     plans = [plan for split in SPLITS for plan in plan_shards(
-        split_tracks(task / f"{split}.csv"), split, int(shard_mb * 2**20), seed)]
+        split_tracks(task / f"{split}.csv"), split, int(shard_mb * 2**20), seed,
+        pcm_rate)]
     config = {"sources": json.loads(json.dumps(list(sources), default=str)),
               "shard_mb": shard_mb, "segment_seconds": segment_seconds,
               "min_segment_seconds": min_segment_seconds,
-              "valid_fraction": valid_fraction, "seed": seed}
+              "valid_fraction": valid_fraction, "seed": seed, "pcm_rate": pcm_rate}
     previous = _previous_entries(folder)
     entries, todo = [], []
     for plan in plans:
@@ -346,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="shards written in parallel (processes)")
     parser.add_argument("--index_every", type=float, default=30.0,
                         help="seconds between index rewrites while writing")
+    parser.add_argument("--pcm_rate", type=int, default=0,
+                        help="store mono 16-bit WAV at this rate instead of the "
+                             "original bytes (0, the default: original bytes)")
     args = vars(parser.parse_args(argv))
     sources = parse_sources(parser, args.pop("source"))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
