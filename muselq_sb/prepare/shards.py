@@ -13,8 +13,9 @@ then the tracks of each split, in a seeded random order, are packed into
 track the original audio bytes and a JSON with its id, source path,
 duration and clips (the manifest's segments, the "offsets"), in the format
 ``muselq_sb.dataio.shards`` reads. ``--pcm_rate 24000`` stores instead the
-audio decoded once, mono 16-bit WAV at that rate: 1.5-3x the bytes of
-common mp3s, and a loader core reads it many times faster
+audio decoded once, mono 16-bit at that rate, as WAV (``--pcm_format
+wav``: 1.5-3x the bytes of common mp3s) or FLAC (about the bytes of an
+mp3); a loader core reads either many times faster than mp3
 (docs/benchmarks.md, section 8). ``index.json`` lists every shard (split,
 tracks, clips, seconds, bytes, a fingerprint of its content) and the hours
 per split.
@@ -85,7 +86,8 @@ class ShardPlan:
     name: str
     split: str
     tracks: list[Track]
-    pcm_rate: int = 0  # 0: original bytes; else mono int16 WAV at this rate
+    pcm_rate: int = 0  # 0: original bytes; else mono int16 at this rate
+    pcm_format: str = "wav"  # of the decoded audio: wav or flac
 
     def fingerprint(self) -> str:
         """Hash of the content: tracks, clips, file sizes and times."""
@@ -97,8 +99,8 @@ class ShardPlan:
             except OSError:
                 mark = None
             items.append((t.track_id, t.path, t.clips, mark))
-        text = json.dumps([INDEX_FORMAT, self.pcm_rate, items], sort_keys=True,
-                          default=str)
+        text = json.dumps([INDEX_FORMAT, self.pcm_rate, self.pcm_format, items],
+                          sort_keys=True, default=str)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -127,7 +129,7 @@ def split_tracks(manifest: str | os.PathLike) -> list[Track]:
 
 def plan_shards(
     tracks: Sequence[Track], split: str, shard_bytes: int, seed: int,
-    pcm_rate: int = 0,
+    pcm_rate: int = 0, pcm_format: str = "wav",
 ) -> list[ShardPlan]:
     """Deals the tracks, in a seeded random order, into shards of about
     ``shard_bytes`` of audio (a shard closes once it reaches the size).
@@ -153,10 +155,11 @@ def plan_shards(
         size += tracks[i].size
         if size >= shard_bytes:
             plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current,
-                                   pcm_rate))
+                                   pcm_rate, pcm_format))
             current, size = [], 0
     if current:
-        plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current, pcm_rate))
+        plans.append(ShardPlan(f"{split}-{len(plans):06d}.tar", split, current,
+                               pcm_rate, pcm_format))
     return plans
 
 
@@ -165,7 +168,7 @@ def _member_key(index: int, track_id: str) -> str:
     return f"{index:06d}_" + re.sub(r"[^A-Za-z0-9_-]", "_", track_id)[:80]
 
 
-def _audio(path: str, pcm_rate: int) -> tuple[bytes, str, float]:
+def _audio(path: str, pcm_rate: int, pcm_format: str) -> tuple[bytes, str, float]:
     """The bytes to store, their extension and the duration in seconds."""
     if not pcm_rate:
         data = Path(path).read_bytes()
@@ -173,8 +176,8 @@ def _audio(path: str, pcm_rate: int) -> tuple[bytes, str, float]:
         return data, ext, sf.info(io.BytesIO(data)).duration
     wav = load_audio(path, sample_rate=pcm_rate).numpy()
     buf = io.BytesIO()
-    sf.write(buf, wav, pcm_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue(), "wav", len(wav) / pcm_rate
+    sf.write(buf, wav, pcm_rate, format=pcm_format.upper(), subtype="PCM_16")
+    return buf.getvalue(), pcm_format, len(wav) / pcm_rate
 
 
 def _samples(plan: ShardPlan) -> Iterator[tuple[dict[str, Any], int, float]]:
@@ -183,7 +186,7 @@ def _samples(plan: ShardPlan) -> Iterator[tuple[dict[str, Any], int, float]]:
     offset = 0
     for i, track in enumerate(plan.tracks):
         try:
-            data, ext, duration = _audio(track.path, plan.pcm_rate)
+            data, ext, duration = _audio(track.path, plan.pcm_rate, plan.pcm_format)
         except (OSError, RuntimeError) as err:
             logger.warning("skipping unreadable audio %s (%s)", track.path, err)
             continue
@@ -257,6 +260,7 @@ def write_shards(
     jobs: int = 1,
     index_every: float = 30.0,
     pcm_rate: int = 0,
+    pcm_format: str = "wav",
 ) -> dict[str, Any]:
     """Prepares ``sources`` and writes their shards and ``index.json``.
 
@@ -276,7 +280,9 @@ def write_shards(
         Seconds between rewrites of the index while shards are written.
     pcm_rate : int
         0: store the original bytes; else the audio decoded, mono 16-bit
-        WAV at this rate.
+        at this rate.
+    pcm_format : str
+        ``wav`` or ``flac``: the container of the decoded audio.
 
     Returns
     -------
@@ -302,11 +308,12 @@ def write_shards(
                             min_segment_seconds=min_segment_seconds)
     plans = [plan for split in SPLITS for plan in plan_shards(
         split_tracks(task / f"{split}.csv"), split, int(shard_mb * 2**20), seed,
-        pcm_rate)]
+        pcm_rate, pcm_format)]
     config = {"sources": json.loads(json.dumps(list(sources), default=str)),
               "shard_mb": shard_mb, "segment_seconds": segment_seconds,
               "min_segment_seconds": min_segment_seconds,
-              "valid_fraction": valid_fraction, "seed": seed, "pcm_rate": pcm_rate}
+              "valid_fraction": valid_fraction, "seed": seed, "pcm_rate": pcm_rate,
+              "pcm_format": pcm_format}
     previous = _previous_entries(folder)
     entries, todo = [], []
     for plan in plans:
@@ -370,8 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--index_every", type=float, default=30.0,
                         help="seconds between index rewrites while writing")
     parser.add_argument("--pcm_rate", type=int, default=0,
-                        help="store mono 16-bit WAV at this rate instead of the "
-                             "original bytes (0, the default: original bytes)")
+                        help="store the audio decoded, mono 16-bit at this rate, "
+                             "instead of the original bytes (0, the default)")
+    parser.add_argument("--pcm_format", choices=["wav", "flac"], default="wav",
+                        help="container of the decoded audio (with --pcm_rate)")
     args = vars(parser.parse_args(argv))
     sources = parse_sources(parser, args.pop("source"))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
