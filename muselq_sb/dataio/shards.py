@@ -286,7 +286,7 @@ class ShardStream(IterableDataset):
 
     def __init__(
         self, shards: Sequence[Shard], batcher: Callable, sample_rate: int,
-        crop_seconds: float, train: bool = True, shuffle_buffer: int = 1000,
+        crop_seconds: float, train: bool = True, shuffle_buffer: int = 256,
         seed: int = 0, rank: int = 0, world_size: int = 1,
         position: Optional[StreamPosition] = None,
     ) -> None:
