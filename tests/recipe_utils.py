@@ -90,6 +90,24 @@ def optimizer_steps(out: str | os.PathLike) -> int:
         return yaml.safe_load(f)["optimizer_step"]
 
 
+def log_recoveries(path: str | os.PathLike, describe=None) -> None:
+    """Makes every ``AtomicCheckpointer.recover_if_possible`` of this process
+    append a line to ``path``: ``describe(checkpoint or None)``, by default
+    the recovered checkpoint's folder (``None`` when there was none)."""
+    from muselq_sb.utils.checkpoints import AtomicCheckpointer
+
+    describe = describe or (lambda ckpt: ckpt.path if ckpt else None)
+    real_recover = AtomicCheckpointer.recover_if_possible
+
+    def logged_recover(self, *args, **kwargs):
+        ckpt = real_recover(self, *args, **kwargs)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{describe(ckpt)}\n")
+        return ckpt
+
+    AtomicCheckpointer.recover_if_possible = logged_recover
+
+
 def tiny_overrides(hparams: str = "brn_sum", **extra: object) -> dict[str, object]:
     """The TINY options known to an HPARAMS file as a dict, plus ``extra``.
 

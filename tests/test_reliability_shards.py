@@ -3,6 +3,7 @@
 * Two gloo processes of the recipe, two loader workers each (four readers),
   see every clip of an epoch exactly once across the ranks, and take the
   same number of steps.
+* A checkpoint taken by two gloo ranks holds the clips of both.
 * Killed with SIGKILL at random moments and resumed, a run trains on every
   clip of the epoch exactly once, counting for each interrupted run only
   the batches its resumed checkpoint had recorded: the stated bound is
@@ -10,6 +11,7 @@
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -18,14 +20,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch.distributed as dist
+import torch.multiprocessing as tmp
 import yaml
 
+from muselq_sb.dataio.batching import DurationBatcher
 from muselq_sb.dataio.manifest import read_manifest
+from muselq_sb.dataio.shards import ShardLoader, ShardStream, StreamPosition, find_shards
 from muselq_sb.pretrain.brain import BestRQBrain
 from muselq_sb.utils.checkpoints import AtomicCheckpointer
-from tests.recipe_utils import TRAIN, args_for, env, tiny_brain, write_song_shards
+from tests.recipe_utils import (
+    TRAIN, args_for, env, log_recoveries, tiny_brain, write_song_shards,
+)
+from tests.test_reliability_distributed import free_port
 
 FORK = multiprocessing.get_context("fork")
 
@@ -77,11 +87,44 @@ def test_two_gloo_ranks_see_every_clip_once(shards, tmp_path):
     assert seen == train_ids(shards)
 
 
+def _save_two_ranks(rank, port, shards, folder):
+    """Rank ``rank`` of 2 (gloo): two batches, then a checkpoint together;
+    writes the positions it saw to ``folder/seen<rank>.json``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        found = find_shards(str(shards / "train-*.tar"), world_size=2)
+        loader = ShardLoader(ShardStream(found, DurationBatcher(4.0, 10), 24000, 2.0,
+                                         rank=rank, world_size=2))
+        seen = []
+        for k, batch in enumerate(loader):
+            seen += batch.positions
+            if k == 1:
+                break
+        (Path(folder) / f"seen{rank}.json").write_text(json.dumps(seen))
+        AtomicCheckpointer(folder, {"train_stream": loader}).save_checkpoint()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_checkpoint_holds_the_positions_of_every_rank(shards, tmp_path):
+    tmp.start_processes(_save_two_ranks, args=(free_port(), shards, str(tmp_path)),
+                        nprocs=2, start_method="fork")
+    seen = [[tuple(p) for p in json.loads((tmp_path / f"seen{r}.json").read_text())]
+            for r in (0, 1)]
+    assert seen[0] and seen[1]
+    saved = json.loads(next(tmp_path.glob("CKPT+*/train_stream.ckpt")).read_text())
+    union = StreamPosition()
+    union.add(seen[0] + seen[1],
+              {s.name: s.n_clips for s in find_shards(str(shards / "train-*.tar"))})
+    assert saved == union.to_dict()
+
+
 def _train(out, shards):
     """One epoch with a checkpoint after every step; logs each batch's step
     and clips to ``out/batches.txt`` and the step of each recovered
     checkpoint (0: none) to ``out/loaded.txt``."""
-    fit_batch, recover = BestRQBrain.fit_batch, AtomicCheckpointer.recover_if_possible
+    fit_batch = BestRQBrain.fit_batch
 
     def logged_fit_batch(self, batch):
         loss = fit_batch(self, batch)
@@ -89,14 +132,9 @@ def _train(out, shards):
             f.write(" ".join([str(self.optimizer_step), *getattr(batch, "id", [])]) + "\n")
         return loss
 
-    def logged_recover(self, *args, **kwargs):
-        ckpt = recover(self, *args, **kwargs)
-        with open(os.path.join(out, "loaded.txt"), "a") as f:
-            f.write(f"{checkpoint_step(ckpt.path) if ckpt else 0}\n")
-        return ckpt
-
     BestRQBrain.fit_batch = logged_fit_batch
-    AtomicCheckpointer.recover_if_possible = logged_recover
+    log_recoveries(os.path.join(out, "loaded.txt"),
+                   lambda ckpt: checkpoint_step(ckpt.path) if ckpt else 0)
     _, _, fit = tiny_brain(out, shards.parent / "music", data_shards=str(shards / "train-*.tar"),
                            num_workers=2, shuffle_buffer=4, number_of_epochs=1,
                            total_steps=100, ckpt_interval_steps=1, keep_checkpoints=2,
@@ -108,21 +146,22 @@ def lines(path):
     return path.read_text().splitlines() if path.exists() else []
 
 
-def run(out, shards, kill_after=None):
-    """``_train`` in a forked child, SIGKILLed ``kill_after`` s after it
-    recovered its checkpoint; returns (exit code, its batch lines)."""
-    before_loaded, before = len(lines(out / "loaded.txt")), len(lines(out / "batches.txt"))
+def run(out, shards, kill=None):
+    """``_train`` in a forked child; with ``kill=(n, delay)`` SIGKILLed
+    ``delay`` s after it logged its n-th batch. Returns (exit code, its
+    batch lines)."""
+    before = len(lines(out / "batches.txt"))
     proc = FORK.Process(target=_train, args=(str(out), shards))
     proc.start()
-    if kill_after is not None:
+    if kill is not None:
         deadline = time.time() + 120
-        while len(lines(out / "loaded.txt")) == before_loaded and proc.is_alive() \
+        while len(lines(out / "batches.txt")) < before + kill[0] and proc.is_alive() \
                 and time.time() < deadline:
-            time.sleep(0.01)
-    proc.join(kill_after if kill_after is not None else 300)
-    if proc.is_alive():
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join()
+            time.sleep(0.005)
+        time.sleep(kill[1])
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.join(300)
     return proc.exitcode, lines(out / "batches.txt")[before:]
 
 
@@ -136,14 +175,14 @@ def test_kill_9_and_resume_trains_every_clip_once(shards, tmp_path):
     out.mkdir()
     rng = random.Random(3)
     runs, kills = [], 0
-    while kills < 4:
-        code, batches = run(out, shards, kill_after=rng.uniform(0.3, 1.5))
+    while kills < 3:  # killed during a step or a checkpoint save
+        code, batches = run(out, shards, kill=(rng.randint(1, 3), rng.uniform(0, 0.3)))
         runs.append(batches)
         if code == 0:
             break
         assert code == -signal.SIGKILL
         kills += 1
-    if kills == 4:
+    if kills == 3:
         code, batches = run(out, shards)
         runs.append(batches)
         assert code == 0

@@ -2,8 +2,9 @@
 that survives a restart.
 
 Format (written by ``python -m muselq_sb.prepare shards``): tar files
-``<split>-NNNNNN.tar`` holding one sample per track, the track's original
-(compressed) audio bytes ``<key>.<ext>`` and ``<key>.json``::
+``<split>-NNNNNN.tar`` holding one sample per track, the track's audio
+``<key>.<ext>`` (the original file's bytes, or the audio decoded once as
+mono 16-bit WAV or FLAC) and ``<key>.json``::
 
     {"track_id": "...", "source": "/original/path.mp3", "duration": 241.3,
      "clip_offset": 118, "clips": [["<id>", start, stop], ...]}
@@ -34,7 +35,6 @@ from __future__ import annotations
 import glob
 import io
 import json
-import logging
 import os
 import random
 from dataclasses import dataclass
@@ -58,8 +58,6 @@ from muselq_sb.dataio.audio import (
     AudioError, crop_window, decode_audio, warn_unreadable,
 )
 from muselq_sb.dataio.batching import EmptyBatch, SkipEmptyCollate
-
-logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = 1
