@@ -16,6 +16,7 @@ from muselq_sb.dataio.manifest import read_manifest
 from muselq_sb.dataio.shards import ShardLoader, ShardStream, find_shards
 from muselq_sb.pretrain.checks import check_hparams, load_plain_hparams
 from muselq_sb.pretrain.report import read_metrics
+from muselq_sb.prepare import __main__ as prepare_cli
 from muselq_sb.prepare.shards import write_shards
 from muselq_sb.utils.checkpoints import AtomicCheckpointer
 from tests.recipe_utils import ROOT, tiny_brain, tiny_overrides, write_song_shards
@@ -200,3 +201,18 @@ def test_pcm_shards_hold_decoded_mono_int16_and_stream_the_same_clips(tmp_path):
                 assert len(pcm) == len(ref) and abs(pcm - ref).max() < 1e-3
     ids = Counter(i for batch in loader(shards) for i in batch.id)
     assert ids == Counter(r["ID"] for r in manifest(shards, "train"))
+
+
+def test_command_line(shards, tmp_path, capsys):
+    music = shards.parent / "music"
+    out = tmp_path / "cli"
+    assert prepare_cli.main(["shards", "--source", f"folder:{music}", "--save_folder",
+                             str(out), "--shard_mb", "0.05", "--segment_seconds", "2",
+                             "--valid_fraction", "0.25"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["splits"] == json.loads((shards / "index.json").read_text())["splits"]
+    capsys.readouterr()
+    assert prepare_cli.main(["shards", "--source", f"folder:{tmp_path / 'nowhere'}",
+                             "--save_folder", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err and err.count("\n") == 1
