@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.*",
     "safetensors==0.8.*",
     "psutil==7.*",
+    "webdataset==1.0.*",
 ]
 EXTRAS = {
     "dev": [

@@ -64,11 +64,48 @@ def write_songs(folder: str | os.PathLike, count: int = 4,
     return folder
 
 
+def write_song_shards(folder: str | os.PathLike, count: int = 8,
+                      shard_mb: float = 0.05) -> Path:
+    """Writes ``count`` songs of 2 to 5 s (flac and mp3) into
+    ``folder/music`` and their shards into ``folder/shards`` (2 s
+    segments, a quarter of the tracks held out); returns the shard folder.
+    """
+    from muselq_sb.prepare.shards import write_shards
+
+    folder = Path(folder)
+    for i in range(count):
+        ext = "mp3" if i % 2 else "flac"
+        write_audio(folder / "music" / f"song{i}.{ext}", 2.0 + (i % 4),
+                    24000, freq=110 * (i + 1), seed=i)
+    write_shards([{"type": "folder", "path": str(folder / "music")}],
+                 folder / "shards", shard_mb=shard_mb, segment_seconds=2.0,
+                 valid_fraction=0.25)
+    return folder / "shards"
+
+
 def optimizer_steps(out: str | os.PathLike) -> int:
     """``optimizer_step`` saved in the latest complete checkpoint of a run."""
     ckpt = latest_checkpoint(Path(out) / "save")
     with open(ckpt / "brain.ckpt", encoding="utf-8") as f:
         return yaml.safe_load(f)["optimizer_step"]
+
+
+def log_recoveries(path: str | os.PathLike, describe=None) -> None:
+    """Makes every ``AtomicCheckpointer.recover_if_possible`` of this process
+    append a line to ``path``: ``describe(checkpoint or None)``, by default
+    the recovered checkpoint's folder (``None`` when there was none)."""
+    from muselq_sb.utils.checkpoints import AtomicCheckpointer
+
+    describe = describe or (lambda ckpt: ckpt.path if ckpt else None)
+    real_recover = AtomicCheckpointer.recover_if_possible
+
+    def logged_recover(self, *args, **kwargs):
+        ckpt = real_recover(self, *args, **kwargs)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{describe(ckpt)}\n")
+        return ckpt
+
+    AtomicCheckpointer.recover_if_possible = logged_recover
 
 
 def tiny_overrides(hparams: str = "brn_sum", **extra: object) -> dict[str, object]:

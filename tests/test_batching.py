@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import logging
 import pickle
+import random
 
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import DynamicBatchSampler
 
 from muselq_sb.dataio.audio import audio_pipeline
-from muselq_sb.dataio.batching import EmptyBatch, SkipCounter, SkipEmptyCollate
+from muselq_sb.dataio.batching import (
+    DurationBatcher, EmptyBatch, SkipCounter, SkipEmptyCollate,
+)
 from tests.fixtures.audio import write_audio
 
 
@@ -56,3 +60,12 @@ def test_skip_counts_reach_the_main_process_from_workers(tmp_path, caplog):
         assert counter.report_and_reset() == 2
     assert "skipped 2 unreadable audio files this epoch" in caplog.text
     assert counter.total == 0 and counter.report_and_reset() == 0
+
+
+def test_streamed_batches_by_duration_are_those_of_the_file_path():
+    rng = random.Random(0)
+    durations = [rng.choice([30.0, 30.0, 30.0, rng.uniform(1.0, 30.0)]) for _ in range(500)]
+    files = DynamicBatchSampler(range(len(durations)), max_batch_length=480.0,
+                                num_buckets=10, lengths_list=durations, shuffle=False)
+    stream = DurationBatcher(480.0, 10)(range(len(durations)), length=durations.__getitem__)
+    assert sorted(map(tuple, stream)) == sorted(map(tuple, files))

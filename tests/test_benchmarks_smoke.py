@@ -1,7 +1,8 @@
-"""Smoke test of the benchmark scripts: each runs with ``--quick`` and writes
-JSON with the expected structure (timing values are not checked).
+"""Smoke test of the benchmark scripts: each runs with ``--quick`` (the GPU
+check with ``--device cpu --tiny``) and writes JSON with the expected
+structure (timing values are not checked).
 
-The five scripts run concurrently (separate processes), since most of their
+The scripts run concurrently (separate processes), since most of their
 wall time is importing torch on a shared 2-core machine.
 """
 import json
@@ -13,7 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("quantizer", "mixer_scaling", "encoders_vs_peers", "hardware_limit",
-           "pretrain_throughput")
+           "pretrain_throughput", "data_pipeline", "gpu_check")
+
+
+def command(name, out):
+    if name == "gpu_check":
+        return ["--device", "cpu", "--tiny", "--out", str(out / "gpu_check")]
+    return ["--quick", "--threads", "1", "--out", str(out / f"{name}.json")]
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +28,16 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     procs = {
         name: subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick",
-             "--threads", "1", "--out", str(out / f"{name}.json")],
+            [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *command(name, out)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for name in SCRIPTS
     }
     logs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
     return {name: (procs[name].returncode, logs[name], out / f"{name}.json")
-            for name in SCRIPTS}
+            for name in SCRIPTS if name != "gpu_check"} | {
+        "gpu_check": (procs["gpu_check"].returncode, logs["gpu_check"],
+                      out / "gpu_check" / "gpu_check.json")}
 
 
 def load(results, name):
@@ -87,3 +95,29 @@ def test_pretrain_throughput(results):
         (k, p) for k in ("train", "infer") for p in ("fp32", "bf16")}
     assert all(r["audio_hours_per_hour"] > 0 for r in data["rows"])
     assert set(data["bf16_vs_fp32"]) == {"tiny/train", "tiny/infer"}
+
+
+def test_data_pipeline(results):
+    data = load(results, "data_pipeline")
+    assert [r["loader"] for r in data["rows"]] == [
+        "files (mp3)", "shards (mp3 bytes)", "shards (int16 PCM, 24 kHz)",
+        "shards (FLAC, 24 kHz)"]
+    assert all(r["clips_per_s_per_core"] > 0 and r["cores_per_gpu"] > 0
+               for r in data["rows"])
+    assert [s["stage"] for s in data["stages"]] == [
+        "decode", "decode+resample", "decode+resample+logmel"]
+    assert data["demand"]["train_step_tflop_per_clip"] > 0
+
+
+def test_gpu_check_on_cpu(results):
+    code, log, path = results["gpu_check"]
+    assert code == 0, log
+    data = json.loads(path.read_text())
+    assert (path.parent / "gpu_check.md").read_text().startswith("# GPU check")
+    assert data["config"]["device"] == "cpu" and data["config"]["tiny"] is True
+    bf16, fp16, track = data["rows"]
+    assert (bf16["precision"], bf16["skipped_steps"]) == ("bf16", 0)
+    assert bf16["step_s"] > 0 and bf16["tflop_per_step"] > 0 and bf16["tflops"] > 0
+    assert bf16["audio_h_per_gpu_h"] > 0 and bf16["frac_bf16_mm"] > 0
+    assert fp16["precision"] == "fp16" and "CUDA" in fp16["skipped"]
+    assert track["finite"] is True and track["step_s"] > 0

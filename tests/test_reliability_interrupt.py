@@ -15,8 +15,8 @@ import speechbrain.utils.checkpoints as sb_ckpt
 
 from muselq_sb.lobes.model import latest_checkpoint
 from muselq_sb.pretrain.report import read_metrics
-from muselq_sb.utils.checkpoints import STAGING_PREFIX, AtomicCheckpointer
-from tests.recipe_utils import optimizer_steps, tiny_brain, write_songs
+from muselq_sb.utils.checkpoints import STAGING_PREFIX
+from tests.recipe_utils import log_recoveries, optimizer_steps, tiny_brain, write_songs
 
 STEPS = 16
 FORK = multiprocessing.get_context("fork")
@@ -44,15 +44,7 @@ def _train(out, songs, die_in_save=None):
             real_save(obj, path)
 
         sb_ckpt.DEFAULT_SAVE_HOOKS[sb_ckpt.torch.nn.Module] = dying_save
-    real_recover = AtomicCheckpointer.recover_if_possible
-
-    def logged_recover(self, *args, **kwargs):
-        ckpt = real_recover(self, *args, **kwargs)
-        with open(os.path.join(out, "loaded.txt"), "a") as f:
-            f.write(f"{ckpt.path if ckpt else None}\n")
-        return ckpt
-
-    AtomicCheckpointer.recover_if_possible = logged_recover
+    log_recoveries(os.path.join(out, "loaded.txt"))
     _, _, fit = tiny_brain(out, songs, total_steps=STEPS, max_batch_seconds=4.0,
                            ckpt_interval_steps=1, keep_checkpoints=2)
     fit()

@@ -86,3 +86,47 @@ def test_patience_exhausted_stops_with_a_loadable_finite_checkpoint(songs, tmp_p
                               max_batch_seconds=4.0)
     brain2.checkpointer.recover_if_possible()
     assert same(list(brain2.modules.parameters()), good)
+
+
+class FakeOverflow:
+    """fp16 on a CPU: the Brain gets an enabled ``GradScaler`` (SpeechBrain
+    enables one only for fp16 on CUDA) and the scaled gradient of one
+    parameter turns infinite while the loss scale is above ``limit``, as an
+    fp16 backward overflows while the scale is too high."""
+
+    def __init__(self, brain, init_scale, limit):
+        brain.scaler = torch.GradScaler("cpu", init_scale=init_scale)
+        self.overflows = 0
+
+        def hook(grad):
+            if brain.scaler.get_scale() > limit:
+                self.overflows += 1
+                return torch.full_like(grad, float("inf"))
+            return grad
+
+        next(brain.modules.ssl_model.mel_head.parameters()).register_hook(hook)
+
+
+def test_fp16_overflow_lowers_the_scale_and_training_recovers(songs, tmp_path):
+    brain, hp, fit = tiny_brain(tmp_path / "run", songs, total_steps=4,
+                                max_batch_seconds=4.0, ckpt_interval_steps=0,
+                                run_opts={"nonfinite_patience": 3})
+    # 3 overflows in a row (scales 256, 128, 64): as many as the patience
+    fake = FakeOverflow(brain, init_scale=256.0, limit=32.0)
+    fit()
+    assert fake.overflows == 3 and brain.nonfinite_total == 3
+    assert brain.scaler.get_scale() == 32.0  # halved by each update()
+    assert brain.optimizer_step == 4
+    assert all(torch.isfinite(p).all() for p in brain.modules.parameters())
+
+
+def test_fp16_overflow_that_scaling_cannot_cure_stops_the_run(songs, tmp_path):
+    brain, hp, fit = tiny_brain(tmp_path / "run", songs, total_steps=50,
+                                max_batch_seconds=4.0, ckpt_interval_steps=0,
+                                run_opts={"nonfinite_patience": 3})
+    fake = FakeOverflow(brain, init_scale=8.0, limit=0.0)  # always overflows
+    with pytest.raises(NonFiniteTrainingError):
+        fit()
+    # 8 -> 1 in 3 halvings, then 3 skips at a scale <= 1 use up the patience
+    assert brain.scaler.get_scale() < 1.0 and brain.optimizer_step == 0
+    assert fake.overflows == brain.nonfinite_total == 6

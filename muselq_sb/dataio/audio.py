@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import os
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -133,23 +133,62 @@ def load_audio(
     path = str(path)
     if os.path.isdir(path):
         raise AudioError(path, "is a directory, expected an audio file")
+    return decode_audio(path, path, start, stop, sample_rate)
+
+
+def decode_audio(
+    source: str | BinaryIO,
+    name: str,
+    start: float | None = None,
+    stop: float | None = None,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+) -> torch.Tensor:
+    """``load_audio`` for a file name or an open binary file (e.g. the
+    bytes of a shard member in a ``BytesIO``).
+
+    Arguments
+    ---------
+    source : str or binary file
+        What libsndfile reads.
+    name : str
+        Names the audio in an ``AudioError``.
+    start, stop, sample_rate
+        As ``load_audio``.
+
+    Returns
+    -------
+    torch.Tensor
+        float32, shape [N].
+
+    Example
+    -------
+    >>> import io, numpy as np, soundfile as sf
+    >>> buf = io.BytesIO()
+    >>> sf.write(buf, np.zeros(16000, "float32"), 16000, format="FLAC")
+    >>> decode_audio(io.BytesIO(buf.getvalue()), "a.flac", 0.5, None, 8000).shape
+    torch.Size([4000])
+    >>> decode_audio(io.BytesIO(b"junk"), "b.mp3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    muselq_sb.dataio.audio.AudioError: b.mp3: cannot decode (...)
+    """
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(source) as f:
             native_rate = f.samplerate
-            first, last = _frame_range(path, f.frames, native_rate, start, stop)
+            first, last = _frame_range(name, f.frames, native_rate, start, stop)
             if last <= first:
-                raise AudioError(path, f"no samples in [{start}, {stop}) s")
+                raise AudioError(name, f"no samples in [{start}, {stop}) s")
             if first:
                 f.seek(first)
             data = f.read(last - first, dtype="float32", always_2d=True)
     except AudioError:
         raise
     except (sf.SoundFileError, RuntimeError, OSError, ValueError) as err:
-        raise AudioError(path, f"cannot decode ({err})") from err
+        raise AudioError(name, f"cannot decode ({err})") from err
     if data.shape[0] == 0:
-        raise AudioError(path, "decoded zero samples")
+        raise AudioError(name, "decoded zero samples")
     if not np.isfinite(data).all():
-        raise AudioError(path, "contains NaN or infinite samples")
+        raise AudioError(name, "contains NaN or infinite samples")
     wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
     return resample(wav.contiguous(), native_rate, sample_rate)
 
@@ -238,26 +277,34 @@ def _as_seconds(value: object) -> float | None:
     return float(value)
 
 
-def _warn_once(path: str, err: Exception) -> None:
+def warn_unreadable(path: str, err: Exception) -> None:
+    """Logs that the audio at ``path`` is skipped, once per path and process.
+
+    Example
+    -------
+    >>> warn_unreadable("/d/x.mp3", AudioError("/d/x.mp3", "no samples"))
+    """
     if path not in _WARNED_PATHS:
         _WARNED_PATHS.add(path)
         logger.warning("skipping unreadable audio %s (%s)", path, err)
 
 
-def _crop_window(
-    path: str, start: float | None, stop: float | None, crop_seconds: float,
+def crop_window(
+    begin: float, end: float, crop_seconds: float,
     generator: torch.Generator | None,
 ) -> tuple[float, float]:
-    """The seconds to read for a crop of the ``[start, stop)`` range.
+    """The seconds to read for a crop of ``crop_seconds`` in ``[begin, end)``.
 
-    Uses only the file header, so the decode covers the crop alone.
+    A random window when ``generator`` is given, else the first one; the
+    whole range when it is not longer than the crop.
+
+    Example
+    -------
+    >>> crop_window(10.0, 70.0, 30.0, None)
+    (10.0, 40.0)
+    >>> crop_window(0.0, 20.0, 30.0, torch.Generator())
+    (0.0, 20.0)
     """
-    try:
-        info = sf.info(path)
-    except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise AudioError(path, f"cannot read header ({err})") from err
-    begin = start or 0.0
-    end = info.duration if stop is None else min(stop, info.duration)
     slack = end - begin - crop_seconds
     if slack <= 0:
         return begin, end
@@ -267,8 +314,25 @@ def _crop_window(
     return begin + offset, begin + offset + crop_seconds
 
 
+def _file_crop_window(
+    path: str, start: float | None, stop: float | None, crop_seconds: float,
+    generator: torch.Generator | None,
+) -> tuple[float, float]:
+    """``crop_window`` of the ``[start, stop)`` range of a file.
+
+    Uses only the file header, so the decode covers the crop alone.
+    """
+    try:
+        info = sf.info(path)
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        raise AudioError(path, f"cannot read header ({err})") from err
+    end = info.duration if stop is None else min(stop, info.duration)
+    return crop_window(start or 0.0, end, crop_seconds, generator)
+
+
 class _CropGenerator:
-    """A crop generator that is re-seeded in every DataLoader worker.
+    """A crop generator that is re-seeded in every DataLoader worker
+    (``get()`` returns the ``torch.Generator`` of the current process).
 
     Forked workers would otherwise all start from the same generator state
     and draw identical crops; each worker mixes ``seed`` with the worker seed
@@ -339,10 +403,10 @@ def audio_pipeline(
         try:
             if crop_seconds is not None:
                 generator = None if crops is None else crops.get()
-                begin, end = _crop_window(path, begin, end, crop_seconds, generator)
+                begin, end = _file_crop_window(path, begin, end, crop_seconds, generator)
             yield load_audio(path, begin, end, sample_rate)
         except AudioError as err:
-            _warn_once(path, err)
+            warn_unreadable(path, err)
             yield torch.zeros(0)
 
     return pipeline

@@ -1,4 +1,5 @@
-"""Batching that drops unreadable audio and counts what it dropped.
+"""Batching that drops unreadable audio and counts what it dropped, and
+the batching of streamed clips by duration.
 
 ``audio_pipeline`` turns a bad file into an empty ``sig``;
 ``SkipEmptyCollate`` drops such items before padding and records how many it
@@ -19,11 +20,14 @@ Authors
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
+import numpy as np
 from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.sampler import DynamicBatchSampler
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EmptyBatch:
@@ -113,3 +117,79 @@ class SkipCounter:
         if total:
             log.warning("skipped %d unreadable audio files this epoch", total)
         return total
+
+
+class DurationBatcher:
+    """Groups a stream of items into batches by duration, as SpeechBrain's
+    ``DynamicBatchSampler`` groups a manifest (what the file path uses).
+
+    The buckets and their capacities are those of a ``DynamicBatchSampler``
+    with the same ``max_batch_length`` and ``num_buckets``: an item goes to
+    the first bucket whose boundary is not below its duration, and a bucket
+    becomes a batch when it holds its capacity. Items left at the end of
+    the stream make the last, smaller batches.
+
+    Arguments
+    ---------
+    max_batch_length : float
+        Seconds of audio per batch (``max_batch_seconds``).
+    num_buckets : int
+        Duration buckets.
+
+    Example
+    -------
+    >>> batcher = DurationBatcher(8.0, 10)
+    >>> [len(b) for b in batcher([2.0] * 7, length=float)]
+    [3, 3, 1]
+    >>> [b for b in batcher([0.5, 8.0, 0.5], length=float)]
+    [[8.0], [0.5, 0.5]]
+    """
+
+    def __init__(self, max_batch_length: float, num_buckets: int) -> None:
+        sampler = DynamicBatchSampler(
+            range(1), max_batch_length=max_batch_length,
+            num_buckets=num_buckets, lengths_list=[1.0],
+        )
+        self.boundaries = np.asarray(sampler._bucket_boundaries)
+        self.capacities = list(sampler._bucket_lens)
+
+    def __call__(
+        self, items: Iterable[T], length: Callable[[T], float]
+    ) -> Iterator[list[T]]:
+        """Batches of ``items``; ``length(item)`` is its duration."""
+        buckets: list[list[T]] = [[] for _ in self.capacities]
+        for item in items:
+            b = int(np.searchsorted(self.boundaries, length(item)))
+            buckets[b].append(item)
+            if len(buckets[b]) >= self.capacities[b]:
+                yield buckets[b]
+                buckets[b] = []
+        yield from (bucket for bucket in buckets if bucket)
+
+
+class CountBatcher:
+    """Batches of ``batch_size`` items in stream order (the last smaller).
+
+    Same call as ``DurationBatcher``; ``length`` is ignored.
+
+    Example
+    -------
+    >>> [len(b) for b in CountBatcher(3)(range(7), length=float)]
+    [3, 3, 1]
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def __call__(
+        self, items: Iterable[T], length: Callable[[T], float]
+    ) -> Iterator[list[T]]:
+        """Batches of ``items``."""
+        batch: list[T] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch

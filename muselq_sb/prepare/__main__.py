@@ -24,9 +24,11 @@ from typing import Sequence
 from muselq_sb.prepare.common import PrepareError, PrepareExit, report_error
 
 DATASETS = ("music4all", "fma", "folder", "mtat", "mtg_jamendo", "giantsteps",
-            "gtzan", "emomusic", "nsynth", "vocalset", "debian_music")
+            "gtzan", "emomusic", "nsynth", "vocalset", "debian_music", "shards")
 USAGE = (
     "usage: python -m muselq_sb.prepare <dataset> --data_folder X "
+    "--save_folder Y [options]\n"
+    "       python -m muselq_sb.prepare shards --source TYPE:PATH "
     "--save_folder Y [options]\n"
     f"datasets: {', '.join(DATASETS)}\n"
     "'python -m muselq_sb.prepare <dataset> --help' lists its options\n"
@@ -53,7 +55,7 @@ def load_module(name: str) -> ModuleType:
     >>> load_module("timit")
     Traceback (most recent call last):
     ...
-    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music
+    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music, shards
     """
     if name not in DATASETS:
         raise SystemExit(

@@ -242,7 +242,8 @@ def prepare_pretrain(
     return folder
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Adds the options of ``prepare_pretrain`` (``--save_folder`` ...)."""
     parser.add_argument("--save_folder", required=True,
                         help="the 'pretrain' task folder is written inside")
     parser.add_argument("--segment_seconds", type=float, default=30.0)
@@ -274,9 +275,26 @@ def source_cli(source_type: str, description: str,
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data_folder", required=True, help="the data set root")
-    _add_options(parser)
+    add_options(parser)
     args = parser.parse_args(argv)
     return _run([{"type": source_type, "path": args.data_folder}], args)
+
+
+def parse_sources(parser: argparse.ArgumentParser, texts: Sequence[str]) -> list[dict]:
+    """``--source TYPE:PATH`` values as source dicts (a parser error else).
+
+    Example
+    -------
+    >>> parse_sources(argparse.ArgumentParser(), ["fma:/d/fma"])
+    [{'type': 'fma', 'path': '/d/fma'}]
+    """
+    sources = []
+    for text in texts:
+        kind, sep, path = text.partition(":")
+        if not sep:
+            parser.error(f"--source {text!r}: expected TYPE:PATH")
+        sources.append({"type": kind, "path": path})
+    return sources
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,15 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Prepare mixed pre-training corpora.")
     parser.add_argument("--source", action="append", required=True, metavar="TYPE:PATH",
                         help=f"repeatable; TYPE in {list(SOURCES)}")
-    _add_options(parser)
+    add_options(parser)
     args = parser.parse_args(argv)
-    sources = []
-    for text in args.source:
-        kind, sep, path = text.partition(":")
-        if not sep:
-            parser.error(f"--source {text!r}: expected TYPE:PATH")
-        sources.append({"type": kind, "path": path})
-    _run(sources, args)
+    _run(parse_sources(parser, args.source), args)
     return 0
 
 

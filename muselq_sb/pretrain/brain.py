@@ -54,6 +54,11 @@ class BestRQBrain(sb.Brain):
     consecutive skipped steps a checkpoint of the last good state is saved
     and ``NonFiniteTrainingError`` stops the run. Gradients are all-reduced
     before the check, so every process takes the same decision.
+
+    With fp16 (CUDA) the gradients are scaled by the ``GradScaler``, whose
+    overflows are expected: a skipped step also lowers the scale (the
+    scaler's ``update()``), and it counts towards ``nonfinite_patience``
+    only once the scale is down to 1, where scaling cannot be the cause.
     """
 
     def fit(
@@ -86,6 +91,7 @@ class BestRQBrain(sb.Brain):
         self.skips = SkipCounter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self.step_skipped = False
         self.tb_writer = None
         folder = getattr(self.hparams, "tensorboard_folder", None)
         if folder and if_main_process():
@@ -157,18 +163,40 @@ class BestRQBrain(sb.Brain):
         grads = [p.grad for p in self.modules.parameters() if p.grad is not None]
         if not grads:
             return True
-        return bool(torch.isfinite(torch.stack([g.float().sum() for g in grads])).all())
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    def _lower_loss_scale(self) -> bool:
+        """fp16: lets the GradScaler see the overflow and lower its scale.
+
+        Returns True when the scale was above 1 (the overflow may be the
+        scale's doing, and the lower scale may cure it); False without an
+        enabled scaler.
+        """
+        if not self.scaler.is_enabled():
+            return False
+        scale = self.scaler.get_scale()
+        self.scaler.unscale_(self.optimizer)  # records the inf for update()
+        self.scaler.update()
+        logger.warning(
+            "fp16 gradient overflow at optimizer step %d: step skipped, loss "
+            "scale %g -> %g", self.optimizer_step, scale, self.scaler.get_scale(),
+        )
+        return scale > 1.0
 
     def optimizers_step(self) -> None:
-        """Steps unless the loss or a gradient is non-finite (then skips)."""
-        if self._grads_finite():
+        """Steps unless a gradient is non-finite (then skips, see the class)."""
+        self.step_skipped = not self._grads_finite()
+        if not self.step_skipped:
             self.nonfinite_in_a_row = 0
             super().optimizers_step()
             self.hparams.lr_scheduler(self.optimizer)
             return
-        self.optimizer.zero_grad(set_to_none=True)
-        self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
+        cured_by_scale = self._lower_loss_scale()
+        self.optimizer.zero_grad(set_to_none=True)
+        if cured_by_scale:
+            return
+        self.nonfinite_in_a_row += 1
         logger.warning(
             "non-finite loss or gradient at optimizer step %d: step skipped "
             "(%d in a row, %d in total)", self.optimizer_step,
@@ -201,7 +229,7 @@ class BestRQBrain(sb.Brain):
             return
         self.stage_stats.add(outputs, self.last_losses, batch)
         self.interval_stats.add(outputs, self.last_losses, batch)
-        if not should_step or self.nonfinite_in_a_row:
+        if not should_step or self.step_skipped:
             return
         if self.optimizer_step % self.hparams.log_interval == 0:
             stats = self.interval_stats.summary()

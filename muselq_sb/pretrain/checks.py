@@ -22,7 +22,7 @@ import yaml
 from hyperpyyaml.core import resolve_references
 
 from muselq_sb.lobes.mixers import ATTENTION_TYPES
-from muselq_sb.pretrain.data import check_data_paths
+from muselq_sb.pretrain.data import check_data_paths, check_shards
 from muselq_sb.utils import presets
 
 #: ``!apply:`` functions evaluated while reading plain values (pure ones).
@@ -167,7 +167,7 @@ def _check_values(h: Mapping[str, Any]) -> None:
                 "grad_accumulation_factor", "valid_batch_size", "mask_span",
                 "csgu_linear_units", "d_ffn", "normalizer_batches"):
         _require(h, key, _is_int(1), "an integer >= 1")
-    for key in ("warmup_steps", "num_workers", "ckpt_interval_steps"):
+    for key in ("warmup_steps", "num_workers", "ckpt_interval_steps", "shuffle_buffer"):
         _require(h, key, _is_int(0), "an integer >= 0")
     _require(h, "segment_seconds", _is_number(1e-3), "a number of seconds > 0")
     _require(h, "valid_fraction", _is_number(0.0, 0.999), "a fraction in [0, 1)")
@@ -217,7 +217,8 @@ def check_hparams(hparams: Mapping[str, Any]) -> None:
     ``d_model``, the attention type, the size, that a batch holds a segment,
     that the quantizer input and the mel head output have ``n_mels * stack``
     dimensions (when ``hparams`` comes from ``load_plain_hparams``), and
-    that every data folder exists.
+    that every data folder exists (or, streaming, that the shard patterns
+    match enough shards).
 
     Arguments
     ---------
@@ -239,4 +240,7 @@ def check_hparams(hparams: Mapping[str, Any]) -> None:
     _check_values(hparams)
     _check_relations(hparams)
     _check_objects(hparams)
-    check_data_paths(hparams)
+    if hparams.get("data_shards"):
+        check_shards(hparams)
+    else:
+        check_data_paths(hparams)

@@ -1,19 +1,25 @@
-"""Data of the pre-training recipe: sources -> manifests -> datasets.
+"""Data of the pre-training recipe: sources -> manifests -> datasets, or
+WebDataset shards -> streams (``data_shards``).
 
 Authors
  * muselq_sb team
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
+from torch.utils.data import DataLoader
 
 from muselq_sb.dataio.audio import audio_pipeline
-from muselq_sb.dataio.batching import SkipEmptyCollate
+from muselq_sb.dataio.batching import CountBatcher, DurationBatcher, SkipEmptyCollate
 from muselq_sb.dataio.demo_corpus import build_demo_corpus, default_demo_root
+from muselq_sb.dataio.shards import (
+    Shard, ShardCollate, ShardLoader, ShardStream, find_shards,
+)
 from muselq_sb.prepare.pretrain import prepare_pretrain
 
 SOURCE_TYPES = ("demo", "folder", "music4all", "fma")
@@ -100,11 +106,44 @@ def check_data_paths(hparams: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sources
 
 
-def prepare_data(hparams: Mapping[str, Any]) -> Path:
-    """Builds the demo corpus if used, then the pre-training manifests.
+def check_shards(hparams: Mapping[str, Any]) -> tuple[list[Shard], list[Shard]]:
+    """The training and validation shards of a streaming run, checked.
+
+    ``valid_shards`` null means ``valid-*.tar`` in the folder of the first
+    training shard. The training shards must be at least ranks
+    (``WORLD_SIZE``) x ``num_workers``.
+
+    Arguments
+    ---------
+    hparams : mapping
+        With ``data_shards``, ``valid_shards`` and ``num_workers``.
+
+    Returns
+    -------
+    (list of Shard, list of Shard)
+        Training and validation shards.
+
+    Raises
+    ------
+    FileNotFoundError or ValueError
+        Naming the key, the pattern and the counts (``find_shards``).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    train = find_shards(hparams["data_shards"], "data_shards", world_size,
+                        hparams["num_workers"])
+    pattern = hparams.get("valid_shards") or os.path.join(
+        os.path.dirname(train[0].path), "valid-*.tar")
+    return train, find_shards(pattern, "valid_shards")
+
+
+def prepare_data(hparams: Mapping[str, Any]) -> Optional[Path]:
+    """Builds the demo corpus if used, then the pre-training manifests;
+    nothing when streaming from shards (None).
 
     Run it once, on the main process (``run_on_main``).
     """
+    if hparams.get("data_shards"):
+        return None
     sources = check_data_paths(hparams)
     for source in sources:
         if source["type"] == "demo":
@@ -118,15 +157,42 @@ def prepare_data(hparams: Mapping[str, Any]) -> Path:
     )
 
 
+def stream_prepare(hparams: Mapping[str, Any]) -> tuple[ShardLoader, DataLoader]:
+    """Training and validation loaders streaming from shards.
+
+    The training loader is added to the checkpointer (``train_stream``), so
+    that a resumed run carries on with the clips it had not trained on.
+    """
+    train, valid = check_shards(hparams)
+    common = {"sample_rate": hparams["sample_rate"],
+              "crop_seconds": hparams["segment_seconds"], "seed": hparams["seed"]}
+    stream = ShardStream(
+        train, DurationBatcher(hparams["max_batch_seconds"], hparams["num_buckets"]),
+        train=True, shuffle_buffer=hparams["shuffle_buffer"],
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")), **common)
+    loader = ShardLoader(stream, num_workers=hparams["num_workers"])
+    hparams["checkpointer"].add_recoverable("train_stream", loader)
+    valid_stream = ShardStream(valid, CountBatcher(hparams["valid_batch_size"]),
+                               train=False, **common)
+    valid_loader = DataLoader(valid_stream, batch_size=None, collate_fn=ShardCollate(),
+                              num_workers=hparams["num_workers"])
+    return loader, valid_loader
+
+
 def dataio_prepare(
-    hparams: Mapping[str, Any], task_folder: Path
-) -> tuple[DynamicItemDataset, DynamicItemDataset, dict, dict]:
-    """Datasets and loader arguments for training and validation.
+    hparams: Mapping[str, Any], task_folder: Optional[Path]
+) -> tuple[Any, Any, dict, dict]:
+    """Datasets (or loaders) and loader arguments for training and validation.
 
     Training reads random crops of ``segment_seconds`` and batches them
     dynamically by duration (``max_batch_seconds``); validation reads the
-    first ``segment_seconds`` of each segment in fixed-size batches.
+    first ``segment_seconds`` of each segment in fixed-size batches. With
+    ``data_shards`` the same comes from shards (``stream_prepare``) and the
+    loader arguments are empty.
     """
+    if hparams.get("data_shards"):
+        return (*stream_prepare(hparams), {}, {})
     task_folder = Path(task_folder)
     datasets = {}
     for split, random in (("train", True), ("valid", False)):

@@ -13,6 +13,14 @@ Several GPUs / nodes (the same command under torchrun)::
 
 With no data folder the built-in demo corpus is generated and used.
 
+Streaming from WebDataset shards (``python -m muselq_sb.prepare shards``),
+on one node or several (the shards split across all ranks and loader
+workers; a killed run resumes with the clips it had not trained on)::
+
+    torchrun --nnodes=8 --nproc_per_node=8 --rdzv_backend=c10d \
+        --rdzv_endpoint=HOST:29500 --max_restarts=3 recipes/pretrain/train.py \
+        hparams/brn_sum.yaml --data_shards='/data/shards/train-*.tar'
+
 Authors
  * muselq_sb team
 """
