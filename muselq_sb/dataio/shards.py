@@ -452,6 +452,12 @@ class ShardLoader(DataLoader):
             yield batch
         position.finish_epoch()
 
+    def peek(self) -> Iterator[PaddedBatch | EmptyBatch]:
+        """Batches of the stream from its current position, recorded
+        nowhere (for a pass that reads data without training on it, such
+        as the input statistics): the next epoch still yields them."""
+        return super().__iter__()
+
     @mark_as_saver
     def _save(self, path: str | os.PathLike) -> None:
         position = self.dataset.position

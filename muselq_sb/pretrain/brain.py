@@ -18,6 +18,7 @@ from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader
 
 from muselq_sb.dataio.batching import EmptyBatch, SkipCounter
+from muselq_sb.dataio.shards import ShardLoader
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.normalization import compute_input_statistics
 from muselq_sb.pretrain.stats import SSLStats
@@ -103,8 +104,11 @@ class BestRQBrain(sb.Brain):
             logger.info("input statistics restored from the checkpoint "
                         "(%d frames), not recomputed", int(model.normalizer.count))
         else:
+            batches = self.train_loader
+            if isinstance(batches, ShardLoader):  # reading is not training
+                batches = batches.peek()
             compute_input_statistics(
-                model, self.train_loader, self.hparams.normalizer_batches,
+                model, batches, self.hparams.normalizer_batches,
                 device=self.device,
                 progressbar=not self.noprogressbar and if_main_process(),
             )

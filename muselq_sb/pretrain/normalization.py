@@ -87,7 +87,10 @@ def compute_input_statistics(
         )
     skips = SkipCounter()
     read = 0
-    total = min(n_batches, len(batches)) if hasattr(batches, "__len__") else n_batches
+    try:
+        total = min(n_batches, len(batches))
+    except TypeError:  # a stream (or a loader over one) has no length
+        total = n_batches
     for batch in tqdm(islice(batches, n_batches), total=total,
                       desc="input statistics", disable=not progressbar):
         read += 1
