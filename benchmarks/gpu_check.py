@@ -98,8 +98,10 @@ def mm_tflops(device: str, n: int) -> float:
     return 2 * n**3 / min(timed(lambda: torch.mm(a, b), device) for _ in range(5)) / 1e12
 
 
-def build_brain(size: str, overrides: dict, device: str, precision: str, folder: str):
-    """The recipe's ``BestRQBrain`` ready for ``fit_batch`` (optimizer built)."""
+def build_brain(size: str, overrides: dict, device: str, precision: str, folder: str,
+                batch: Any):
+    """The recipe's ``BestRQBrain`` ready for ``fit_batch`` (optimizer built,
+    input statistics computed from ``batch``)."""
     import speechbrain as sb
 
     from muselq_sb.pretrain.brain import BestRQBrain
@@ -109,6 +111,7 @@ def build_brain(size: str, overrides: dict, device: str, precision: str, folder:
     brain = BestRQBrain(modules=hp["modules"], opt_class=hp["optimizer"], hparams=hp,
                         run_opts={"device": device, "precision": precision,
                                   "noprogressbar": True})
+    brain.train_loader = [batch]  # what the statistics pass reads
     brain.on_fit_start()
     brain.on_stage_start(sb.Stage.TRAIN, 1)
     brain.modules.train()
@@ -124,10 +127,11 @@ def train_row(args: argparse.Namespace, precision: str, folder: str,
     if precision == "fp16" and args.device != "cuda":
         return {**row, "skipped": "fp16 trains on CUDA only (SpeechBrain)"}
     torch.manual_seed(0)
-    brain = build_brain(args.size, args.overrides, args.device, precision, folder)
     n = int(args.seconds * 24000)
     batch = PaddedBatch([{"id": str(i), "sig": 0.1 * torch.randn(n)}
                          for i in range(args.batch)])
+    brain = build_brain(args.size, args.overrides, args.device, precision, folder,
+                        batch)
     for _ in range(args.warmup):
         brain.fit_batch(batch)
     flops = count_flops(lambda: brain.fit_batch(batch))
