@@ -15,10 +15,12 @@ from muselq_sb.downstream.embeddings import (
     encoder_identity,
     extract_split,
     load_or_extract,
+    load_pooler,
     masked_time_stats,
     parse_encoder,
 )
 from tests.fixtures.audio import write_audio
+from tests.recipe_utils import write_run_folder
 
 SR = 24000
 
@@ -162,6 +164,41 @@ def test_random_baseline_identity_depends_on_seed(tmp_path):
         parse_encoder(f"mert:{run}")
     with pytest.raises(FileNotFoundError, match="hyperparams.yaml"):
         encoder_identity(str(tmp_path / "nowhere"))
+
+
+def test_random_baseline_weights_follow_their_seed(tmp_path):
+    """Each weight seed its own encoder, the run's input statistics kept.
+
+    The run's yaml holds ``seed_everything(1986)`` as SpeechBrain saves it:
+    the baseline must not rebuild (and so re-seed from) the whole of it.
+    """
+    run = write_run_folder(tmp_path / "run")
+    ckpt = next((run / "save").glob("CKPT+*")) / "ssl_model.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    stats = {k[len("model."):]: torch.rand_like(v) + 1.0 for k, v in state.items()
+             if k.startswith("model.normalizer.") and v.is_floating_point()}
+    state.update({f"model.{k}": v for k, v in stats.items()})
+    torch.save(state, ckpt)
+
+    def weights(pooler):
+        return torch.cat([p.flatten() for p in pooler.model.encoder.parameters()])
+
+    one, two, one_again = (load_pooler(f"random:{run}", seed=s) for s in (1, 2, 1))
+    trained = load_pooler(str(run))
+    assert not torch.equal(weights(one), weights(two))
+    assert torch.equal(weights(one), weights(one_again))
+    assert not torch.equal(weights(one), weights(trained))
+    for pooler in (one, two, trained):
+        saved = pooler.model.state_dict()
+        for key, value in stats.items():
+            assert torch.equal(saved[key], value), key
+    wavs = torch.randn(2, SR, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([1.0, 0.6])
+    with torch.no_grad():
+        emb = {name: p(wavs, lens) for name, p in
+               (("one", one), ("two", two), ("again", one_again))}
+    assert not torch.allclose(emb["one"][:, 1:], emb["two"][:, 1:])
+    assert torch.equal(emb["one"], emb["again"])
 
 
 def test_poolers_on_the_music_model():

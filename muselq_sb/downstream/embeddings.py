@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from muselq_sb.dataio.audio import AudioError, fixed_segments, load_audio
 from muselq_sb.dataio.manifest import read_manifest
+from muselq_sb.lobes.loading import latest_checkpoint
+from muselq_sb.lobes.model import load_music_model
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +217,6 @@ def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
     >>> len(checkpoint_fingerprint(d))
     40
     """
-    from muselq_sb.lobes.model import latest_checkpoint
-
     folder = Path(folder)
     hparams = folder / "hyperparams.yaml"
     if not hparams.is_file():
@@ -284,8 +284,7 @@ def load_pooler(
     ('LogMelPooler', False)
     """
     kind, folder = parse_encoder(spec)
-    if load_model is None:
-        from muselq_sb.lobes.model import load_music_model as load_model
+    load_model = load_model or load_music_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = load_model(folder, random_init=(kind == "random"), device=device)
