@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from muselq_sb.dataio.manifest import write_task
+from muselq_sb.dataio.manifest import read_manifest, write_task
 from muselq_sb.downstream.embeddings import (
     HiddenStatePooler,
+    ItemStore,
     LogMelPooler,
     WindowConfig,
     encoder_identity,
@@ -154,6 +155,40 @@ def test_cache_reused_then_reextracted_when_checkpoint_changes(tmp_path):
     # another window setting is another cache content
     assert not load_or_extract(task, "test", tmp_path / "cache", factory,
                                encoder_identity(str(run)), WindowConfig(2.0))["reused"]
+
+
+def test_item_store_extracts_items_shared_by_tasks_once(tmp_path):
+    first = make_task(tmp_path / "a")
+    rows = {s: [dict(r) for r in read_manifest(first / f"{s}.csv")] for s in ("test",)}
+    for r in rows["test"]:
+        r["label"] = "x"
+    second = write_task(tmp_path / "b", "other", "multiclass", "label", rows,
+                        classes=["x"], metrics=["accuracy"])  # same clips, other labels
+    config = WindowConfig(window_seconds=1.0)
+    identity = {"kind": "test"}
+    store = ItemStore(tmp_path / "items", identity, config)
+    poolers = []
+
+    def factory():
+        poolers.append(MeanPooler())
+        return poolers[-1]
+
+    a = load_or_extract(first, "test", tmp_path / "a_cache", factory, identity, config, store)
+    b = load_or_extract(second, "test", tmp_path / "b_cache", factory, identity, config, store)
+    assert len(poolers) == 1 and not b["reused"]  # every item came from the store
+    assert b["ids"] == a["ids"]
+    for x, y in zip(a["embeddings"], b["embeddings"]):
+        assert torch.equal(x, y)
+    # another encoder misses; a rewritten file misses
+    other = ItemStore(tmp_path / "items", {"kind": "other"}, config)
+    assert all(other.get(r) is None for r in rows["test"])
+    long = Path(rows["test"][0]["path"])
+    write_audio(long, 2.5, SR, 440)
+    os.utime(long, (time.time() + 10,) * 2)
+    assert store.get(rows["test"][0]) is None and store.get(rows["test"][1]) is not None
+    c = load_or_extract(second, "test", tmp_path / "c_cache", factory, identity, config, store)
+    assert len(poolers) == 2 and poolers[-1].windows_seen == 2  # only the changed item
+    assert not torch.equal(c["embeddings"][0], a["embeddings"][0])
 
 
 def test_random_baseline_identity_depends_on_seed(tmp_path):
