@@ -42,7 +42,8 @@ def split(items_by_layer, n_windows=2):
 def tracks_apart(n_tracks, generator):
     """Item vectors: the two items of a track close to each other."""
     centres = torch.randn(n_tracks, 8, generator=generator)
-    return centres.repeat_interleave(2, 0) + 0.05 * torch.randn(2 * n_tracks, 8, generator=generator)
+    jitter = 0.05 * torch.randn(2 * n_tracks, 8, generator=generator)
+    return centres.repeat_interleave(2, 0) + jitter
 
 
 def noise(n, generator):
