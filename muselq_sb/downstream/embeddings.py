@@ -6,12 +6,14 @@ dropped); every window goes through the frozen encoder and each hidden state
 is mean-pooled over time, giving a float16 tensor ``[n_windows, L+1, d]`` per
 item. A split is stored as one ``<split>.pt`` holding the item IDs, their
 tensors, the skipped items and a fingerprint of encoder checkpoint + task +
-window settings: a changed checkpoint (or manifest) re-extracts.
+window settings: a changed checkpoint (or manifest) re-extracts. An
+:class:`ItemStore` shares single items between tasks cut from the same
+clips.
 
 Encoders are named by a spec string: ``<folder>`` (a pre-training output
-folder), ``random:<folder>`` (same architecture, random weights, saved input
-statistics) or ``logmel:<folder>`` (mean and std over time of the model's
-normalised log-mel: one 256-dim "layer").
+folder), ``random:<folder>`` (same architecture, random weights drawn from
+the given seed, saved input statistics) or ``logmel:<folder>`` (mean and std
+over time of the model's normalised log-mel: one 256-dim "layer").
 
 Authors
  * muselq_sb team
