@@ -8,10 +8,14 @@ Authors
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
+import torch
 import yaml
+from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import resolve_references
 
 from muselq_sb.lobes.model import latest_checkpoint
 from tests.fixtures.audio import write_audio
@@ -126,6 +130,27 @@ def tiny_overrides(hparams: str = "brn_sum", **extra: object) -> dict[str, objec
     return {**options, **extra}
 
 
+def write_run_folder(
+    run: str | os.PathLike, hparams: str = "brn_sum", **extra: object
+) -> Path:
+    """A pre-training output folder as ``train.py`` leaves it, untrained.
+
+    ``hyperparams.yaml`` is the TINY HPARAMS file with its references
+    resolved (its ``seed_everything`` line kept, as SpeechBrain saves it)
+    and ``save/CKPT+*/ssl_model.ckpt`` the state of the model it builds.
+    """
+    run = Path(run)
+    ckpt = run / "save" / "CKPT+2024-01-01+00-00-00+00"
+    ckpt.mkdir(parents=True)
+    overrides = tiny_overrides(hparams, output_folder=str(run), **extra)
+    with open(ROOT / "hparams" / f"{hparams}.yaml", encoding="utf-8") as f:
+        text = resolve_references(f, overrides).getvalue()
+    (run / "hyperparams.yaml").write_text(text)
+    torch.save(load_hyperpyyaml(text)["ssl_model"].state_dict(), ckpt / "ssl_model.ckpt")
+    (ckpt / "CKPT.yaml").write_text(yaml.safe_dump({"unixtime": time.time()}))
+    return run
+
+
 def tiny_brain(
     out: str | os.PathLike, data_folder: str | os.PathLike,
     hparams: str = "brn_sum", run_opts: dict | None = None, **extra: object,
@@ -137,8 +162,6 @@ def tiny_brain(
     brain, hparams, fit
         ``fit()`` trains as ``recipes/pretrain/train.py`` does.
     """
-    from hyperpyyaml import load_hyperpyyaml
-
     from muselq_sb.pretrain.brain import BestRQBrain
     from muselq_sb.pretrain.data import dataio_prepare, prepare_data
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 
 import mir_eval
 import numpy as np
@@ -49,7 +50,9 @@ def test_every_task_folder_is_complete(corpus, name):
     family = dc.TASKS[name].family
     assert len(everything) == {"music": 12, "note": 8, "voice": 12}[family]
     assert all(r["ID"].startswith(family) for r in everything)
-    assert len(rows["train"]) >= 0.7 * len(everything)
+    # default shares 5 / 1 / 4, dealt in cycles of ten
+    sizes = {"music": [7, 1, 4], "note": [5, 1, 2], "voice": [7, 1, 4]}[family]
+    assert [len(rows[s]) for s in ("train", "valid", "test")] == sizes
     if info["type"] == "multiclass":
         assert {r[info["target"]] for r in everything} <= set(info["classes"])
     elif info["type"] == "multilabel":
@@ -66,12 +69,25 @@ def test_key_classes_are_mir_eval_keys(corpus):
         mir_eval.key.validate_key(key)
 
 
-def test_multiclass_splits_are_stratified():
+@pytest.mark.parametrize("shares, sizes", [((8, 1, 1), [32, 4, 4]),
+                                            (dc.SPLIT_SHARES, [20, 4, 16])])
+def test_multiclass_splits_are_stratified(shares, sizes):
     rows = [{"ID": f"i{k}", "label": "ab"[k % 2]} for k in range(40)]
-    splits = dc._split(rows, "label", seed=0, name="t")
-    assert [len(splits[s]) for s in ("train", "valid", "test")] == [32, 4, 4]
+    splits = dc._split(rows, "label", seed=0, name="t", shares=shares)
+    assert [len(splits[s]) for s in ("train", "valid", "test")] == sizes
     for split in splits.values():
         assert {r["label"] for r in split} == {"a", "b"}
+    with pytest.raises(ValueError, match="three positive integers"):
+        dc._split(rows, "label", seed=0, name="t", shares=(8, 0, 2))
+
+
+def test_default_corpus_has_100_test_items_per_task():
+    defaults = inspect.signature(dc.build_demo_corpus).parameters
+    for family, count in (("music", "n_music"), ("note", "n_notes"), ("voice", "n_voice")):
+        rows = [{"ID": str(i), "label": str(i % 7)} for i in range(defaults[count].default)]
+        splits = dc._split(rows, "label", 0, family, defaults["split_shares"].default)
+        assert len(splits["test"]) >= 100, family
+        assert len(splits["train"]) >= len(splits["test"])
 
 
 def test_same_seed_same_bytes_whatever_the_workers(corpus, tmp_path):

@@ -7,18 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from muselq_sb.dataio.manifest import write_task
+from muselq_sb.dataio.manifest import read_manifest, write_task
 from muselq_sb.downstream.embeddings import (
     HiddenStatePooler,
+    ItemStore,
     LogMelPooler,
     WindowConfig,
     encoder_identity,
     extract_split,
     load_or_extract,
+    load_pooler,
     masked_time_stats,
     parse_encoder,
 )
 from tests.fixtures.audio import write_audio
+from tests.recipe_utils import write_run_folder
 
 SR = 24000
 
@@ -154,6 +157,40 @@ def test_cache_reused_then_reextracted_when_checkpoint_changes(tmp_path):
                                encoder_identity(str(run)), WindowConfig(2.0))["reused"]
 
 
+def test_item_store_extracts_items_shared_by_tasks_once(tmp_path):
+    first = make_task(tmp_path / "a")
+    rows = {s: [dict(r) for r in read_manifest(first / f"{s}.csv")] for s in ("test",)}
+    for r in rows["test"]:
+        r["label"] = "x"
+    second = write_task(tmp_path / "b", "other", "multiclass", "label", rows,
+                        classes=["x"], metrics=["accuracy"])  # same clips, other labels
+    config = WindowConfig(window_seconds=1.0)
+    identity = {"kind": "test"}
+    store = ItemStore(tmp_path / "items", identity, config)
+    poolers = []
+
+    def factory():
+        poolers.append(MeanPooler())
+        return poolers[-1]
+
+    a = load_or_extract(first, "test", tmp_path / "a_cache", factory, identity, config, store)
+    b = load_or_extract(second, "test", tmp_path / "b_cache", factory, identity, config, store)
+    assert len(poolers) == 1 and not b["reused"]  # every item came from the store
+    assert b["ids"] == a["ids"]
+    for x, y in zip(a["embeddings"], b["embeddings"]):
+        assert torch.equal(x, y)
+    # another encoder misses; a rewritten file misses
+    other = ItemStore(tmp_path / "items", {"kind": "other"}, config)
+    assert all(other.get(r) is None for r in rows["test"])
+    long = Path(rows["test"][0]["path"])
+    write_audio(long, 2.5, SR, 440)
+    os.utime(long, (time.time() + 10,) * 2)
+    assert store.get(rows["test"][0]) is None and store.get(rows["test"][1]) is not None
+    c = load_or_extract(second, "test", tmp_path / "c_cache", factory, identity, config, store)
+    assert len(poolers) == 2 and poolers[-1].windows_seen == 2  # only the changed item
+    assert not torch.equal(c["embeddings"][0], a["embeddings"][0])
+
+
 def test_random_baseline_identity_depends_on_seed(tmp_path):
     run = make_encoder_folder(tmp_path)
     assert encoder_identity(f"random:{run}", 1) != encoder_identity(f"random:{run}", 2)
@@ -162,6 +199,41 @@ def test_random_baseline_identity_depends_on_seed(tmp_path):
         parse_encoder(f"mert:{run}")
     with pytest.raises(FileNotFoundError, match="hyperparams.yaml"):
         encoder_identity(str(tmp_path / "nowhere"))
+
+
+def test_random_baseline_weights_follow_their_seed(tmp_path):
+    """Each weight seed its own encoder, the run's input statistics kept.
+
+    The run's yaml holds ``seed_everything(1986)`` as SpeechBrain saves it:
+    the baseline must not rebuild (and so re-seed from) the whole of it.
+    """
+    run = write_run_folder(tmp_path / "run")
+    ckpt = next((run / "save").glob("CKPT+*")) / "ssl_model.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    stats = {k[len("model."):]: torch.rand_like(v) + 1.0 for k, v in state.items()
+             if k.startswith("model.normalizer.") and v.is_floating_point()}
+    state.update({f"model.{k}": v for k, v in stats.items()})
+    torch.save(state, ckpt)
+
+    def weights(pooler):
+        return torch.cat([p.flatten() for p in pooler.model.encoder.parameters()])
+
+    one, two, one_again = (load_pooler(f"random:{run}", seed=s) for s in (1, 2, 1))
+    trained = load_pooler(str(run))
+    assert not torch.equal(weights(one), weights(two))
+    assert torch.equal(weights(one), weights(one_again))
+    assert not torch.equal(weights(one), weights(trained))
+    for pooler in (one, two, trained):
+        saved = pooler.model.state_dict()
+        for key, value in stats.items():
+            assert torch.equal(saved[key], value), key
+    wavs = torch.randn(2, SR, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([1.0, 0.6])
+    with torch.no_grad():
+        emb = {name: p(wavs, lens) for name, p in
+               (("one", one), ("two", two), ("again", one_again))}
+    assert not torch.allclose(emb["one"][:, 1:], emb["two"][:, 1:])
+    assert torch.equal(emb["one"], emb["again"])
 
 
 def test_poolers_on_the_music_model():

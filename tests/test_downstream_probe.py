@@ -1,4 +1,6 @@
 """Probe layer selection and ProbeBrain training on synthetic embeddings."""
+import inspect
+
 import pytest
 import torch
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
@@ -113,3 +115,33 @@ def test_early_stopping_and_regression_targets(tmp_path):
 def test_window_dataset_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="one of each per item"):
         WindowDataset([torch.zeros(1, 2, 3)], torch.tensor([0, 1]), ["a"])
+
+
+def test_a_checkpoint_is_saved_only_at_a_new_best_and_only_the_best_is_kept(tmp_path):
+    gen = torch.Generator().manual_seed(2)
+    task = {"name": "toy", "type": "multiclass", "classes": ["0", "1", "2"],
+            "metrics": ["accuracy"]}
+    centres = 0.7 * torch.randn(3, 8, generator=gen)  # hard: scores go up and down
+    train = WindowDataset(*separable_split(60, centres, gen))
+    valid = WindowDataset(*separable_split(30, centres, gen))
+    torch.manual_seed(0)
+    brain = make_brain(tmp_path, task, Probe(3, 8, 3, layer="weighted", hidden_dim=16),
+                       epochs=25, patience=25)
+    scores, saved = [], []
+    update, save = brain.hparams.epoch_counter.update_metric, brain.checkpointer.save_checkpoint
+    brain.hparams.epoch_counter.update_metric = lambda s: (scores.append(s), update(s))[1]
+    brain.checkpointer.save_checkpoint = lambda **kw: (saved.append(kw["meta"]), save(**kw))[1]
+    brain.fit(brain.hparams.epoch_counter, train, valid,
+              train_loader_kwargs={"batch_size": 16, "shuffle": True},
+              valid_loader_kwargs={"batch_size": 16})
+    assert len(scores) == 25 and 1 <= len(saved) < 25
+    saved_scores = [m["accuracy"] for m in saved]
+    assert saved_scores == sorted(set(saved_scores))  # each save a new best
+    assert saved_scores[-1] == max(scores)
+    kept = list((tmp_path / "save").glob("CKPT+*"))
+    assert len(kept) == 1
+    assert brain.checkpointer.find_checkpoint(max_key="accuracy").meta.items() >= saved[-1].items()
+    # SpeechBrain appends to its default importance_keys list when it is not
+    # passed: the list (shared by every later call) must stay empty
+    default = inspect.signature(Checkpointer.save_and_keep_only).parameters
+    assert default["importance_keys"].default == []

@@ -90,6 +90,16 @@ def make_tasks(root: Path) -> Path:
     write_task(tasks / "giantsteps_key", "giantsteps_key", "multiclass", "label",
                split3(key, 8), classes=["C major", "A minor"],
                metrics=["key_weighted", "accuracy"])
+    def segment(s, i):  # two 1 s halves of one 2 s track: same-track retrieval
+        path = clip(root, f"r_{s}{i // 2}", 150.0 * (1 + i // 2), 2.0, seed=i // 2)
+        start = float(i % 2)
+        return {"ID": f"{s}{i}", "path": path, "duration": 1.0, "start": start,
+                "stop": start + 1.0, "track": f"{s}track{i // 2}",
+                "label": ["flute", "organ"][(i // 2) % 2]}
+
+    write_task(tasks / "demo_instrument", "demo_instrument", "multiclass", "label",
+               split3(segment, 8), classes=["flute", "organ"], metrics=["accuracy"],
+               columns=["track"], extra={"retrieval": {"key": "track"}})
     write_task(tasks / "mystery", "mystery", "multiclass", "label", split3(genre, 2),
                classes=["blues", "rock"], metrics=["accuracy"])
     write_task(tasks / "pretraining", "pretrain", "pretrain", "group",
@@ -107,14 +117,14 @@ def suite_run(tmp_path_factory):
                       lambda: "test environment")
         results = run_suite(run, tasks, out, hparams_dir=REPO / "hparams" / "downstream",
                             run_opts={"device": "cpu", "noprogressbar": True},
-                            overrides=FAST)
+                            overrides=FAST, n_seeds=2, first_seed=7)
     return results, out, tasks
 
 
 def test_discover_tasks_finds_probe_tasks_only(suite_run):
     _, _, tasks = suite_run
     assert list(discover_tasks(tasks)) == [
-        "demo_genre", "emomusic", "giantsteps_key", "mtat", "mystery"]
+        "demo_genre", "demo_instrument", "emomusic", "giantsteps_key", "mtat", "mystery"]
     with pytest.raises(ValueError, match="not prepared"):
         discover_tasks(tasks, ["gtzan", "nsynth_pitch"])
 
@@ -125,19 +135,68 @@ def test_suite_runs_every_task_type_for_checkpoint_and_baselines(suite_run):
     for variant, runs in results.items():
         assert "not found" in runs["mystery"]["error"]  # no yaml: reported, not fatal
         for task in ("demo_genre", "mtat", "emomusic", "giantsteps_key"):
-            run = runs[task]
-            assert "error" not in run, run
-            assert run["items"] == {"train": 8, "valid": 4, "test": 4}
-            folder = out / variant / task
-            assert json.loads((folder / "results.json").read_text()) == run
-            assert (folder / "embeddings" / "train.pt").is_file()
+            entry = runs[task]
+            assert "error" not in entry, entry
+            assert entry["items"] == {"train": 8, "valid": 4, "test": 4}
+            assert entry["seeds"] == [7, 8] and len(entry["runs"]) == 2
+            for seed, run in zip((7, 8), entry["runs"]):
+                assert run["seed"] == seed
+                folder = out / variant / task / f"seed{seed}"
+                assert json.loads((folder / "results.json").read_text()) == {
+                    k: v for k, v in run.items() if k != "seconds"}
+            for metric, summary in entry["test"].items():
+                values = [r["test"][metric] for r in entry["runs"]]
+                assert summary["values"] == values
+                assert summary["mean"] == pytest.approx(sum(values) / 2)
+                low, high = summary["ci95"]
+                assert low <= summary["mean"] <= high
         assert runs["mtat"]["test"].keys() >= {"roc_auc", "ap"}
         assert runs["emomusic"]["test"].keys() >= {"r2_arousal", "r2_valence"}
-        key = runs["giantsteps_key"]["test"]
-        assert 0.0 <= key["accuracy"] <= key["key_weighted"] <= 1.0
-        assert 0.0 <= runs["demo_genre"]["test"]["accuracy"] <= 1.0
+        for run in runs["giantsteps_key"]["runs"]:
+            key = run["test"]
+            assert 0.0 <= key["accuracy"] <= key["key_weighted"] <= 1.0
     layers = {v: r["demo_genre"]["embedding_shape"] for v, r in results.items()}
     assert layers == {"checkpoint": [3, 16], "random": [3, 16], "logmel": [1, 256]}
+
+
+def test_embeddings_extracted_once_per_encoder_and_reused_by_every_seed(suite_run):
+    results, out, _ = suite_run
+    for variant in ("checkpoint", "logmel"):
+        first, second = results[variant]["demo_genre"]["runs"]
+        assert not any(first["embeddings_reused"].values())
+        assert all(second["embeddings_reused"].values())  # same encoder: cache reused
+        assert (out / variant / "demo_genre" / "embeddings" / "train.pt").is_file()
+    # random weights: weight seed i with probe seed i, each its own encoder
+    first, second = results["random"]["demo_genre"]["runs"]
+    assert not any(second["embeddings_reused"].values())
+    caches = [torch.load(out / "random" / "demo_genre" / f"seed{s}" / "embeddings"
+                         / "test.pt", weights_only=True) for s in (7, 8)]
+    assert not torch.equal(caches[0]["embeddings"][0], caches[1]["embeddings"][0])
+    # the probe seeds differ too: the probes' initial weights are not the same
+    genre = results["checkpoint"]["demo_genre"]["test"]["loss"]["values"]
+    assert genre[0] != genre[1]
+
+
+def test_same_track_retrieval_is_scored_for_every_variant(suite_run):
+    results, out, _ = suite_run
+    for variant, runs in results.items():
+        entry = runs["demo_instrument"]
+        assert entry["metrics"] == ["accuracy", "P@1"]
+        retrieval = entry["retrieval"]
+        encoders = 2 if variant == "random" else 1  # one per weight seed
+        n_layers = entry["embedding_shape"][0]
+        assert len(retrieval["layer"]) == len(retrieval["test"]) == encoders
+        assert all(len(t) == n_layers for t in retrieval["test"] + retrieval["valid"])
+        assert retrieval["queries"] == [4] * encoders
+        chosen = retrieval["layer"]
+        for k, layer in enumerate(chosen):  # the best valid layer
+            assert retrieval["valid"][k][layer] == max(retrieval["valid"][k])
+        p_at_1 = retrieval["p_at_1"]
+        assert p_at_1["values"] == [t[layer] for t, layer in zip(retrieval["test"], chosen)]
+        assert p_at_1["ci95"][0] <= p_at_1["mean"] <= p_at_1["ci95"][1]
+    # the two halves of a tone have the same log-mel statistics
+    assert results["logmel"]["demo_instrument"]["retrieval"]["p_at_1"]["mean"] == 1.0
+    assert "demo_instrument P@1" in (out / "results.md").read_text()
 
 
 def test_group_segments_are_averaged_before_the_key_metric(suite_run):
@@ -145,12 +204,12 @@ def test_group_segments_are_averaged_before_the_key_metric(suite_run):
     # 4 test items = 2 songs of 2 segments: every score is a multiple of 1/2
     # of a song-level credit, never of a segment-level quarter
     for runs in results.values():
-        accuracy = runs["giantsteps_key"]["test"]["accuracy"]
-        assert accuracy in (0.0, 0.5, 1.0)
+        for run in runs["giantsteps_key"]["runs"]:
+            assert run["test"]["accuracy"] in (0.0, 0.5, 1.0)
 
 
 def test_results_tables_have_paper_and_our_rows(suite_run):
-    _, out, _ = suite_run
+    results, out, _ = suite_run
     md = (out / "results.md").read_text()
     assert "| model | MTAT ROC | MTAT AP | MTG ROC |" in md
     for row in ("paper: MERT-330M", "paper: BRN sum large (200k h)",
@@ -158,17 +217,24 @@ def test_results_tables_have_paper_and_our_rows(suite_run):
         assert f"| {row} |" in md
     assert "## Other tasks (demo corpus)" in md and "demo_genre accuracy" in md
     assert "mystery" in md and "failed" in md
+    assert "over 2 probe seeds" in md and "## 95 % intervals" in md
+    genre = results["checkpoint"]["demo_genre"]["test"]["accuracy"]
+    assert f"{genre['mean']:.3f} ± {genre['std']:.3f}" in md
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows][-3:] == [
         "ours: brn_tiny", "ours: random init", "ours: pooled log-mel"]
     paper = next(r for r in rows if r["model"] == "paper: MERT-330M")
     assert paper["GTZAN"] == "0.6890" and paper["demo_genre accuracy"] == ""
+    assert paper["GTZAN ci95_low"] == ""
     ours = rows[-1]
     assert float(ours["MTAT ROC"]) >= 0 and ours["MTG ROC"] == ""
     assert float(ours["EMO A"]) <= 1.0 and float(ours["GS"]) >= 0
     assert 0 <= float(ours["demo_genre accuracy"]) <= 1
+    low, high = float(ours["GS ci95_low"]), float(ours["GS ci95_high"])
+    assert low <= float(ours["GS"]) <= high
     assert (out / "results.png").stat().st_size > 1000
+    assert (out / "env.log").is_file()
 
 
 def test_train_recipe_runs_as_a_script(suite_run, tmp_path):

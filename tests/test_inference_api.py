@@ -331,9 +331,16 @@ def test_onnx_matches_pytorch(encoder, tmp_path):
 
 def test_packaged_model_equals_training_time_forward(run_folder, model_folder):
     """load -> embed gives what the pre-training run's own model computes."""
-    from muselq_sb.lobes.model import load_music_model
+    from hyperpyyaml import load_hyperpyyaml
 
-    trained = load_music_model(run_folder)  # built from the run's training yaml
+    from muselq_sb.lobes.loading import latest_checkpoint
+
+    # the model as the run's whole training yaml builds it, with its weights
+    with open(run_folder / "hyperparams.yaml", encoding="utf-8") as f:
+        trained = load_hyperpyyaml(f)["model"].eval()
+    ckpt = latest_checkpoint(run_folder / "save") / "ssl_model.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    trained.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
     wav = torch.randn(1, 36000)
     with torch.no_grad():
         reference = trained(wav, torch.ones(1))

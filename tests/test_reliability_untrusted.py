@@ -1,18 +1,13 @@
 """Untrusted checkpoints: a crafted pickle in a run folder is refused by
 every loader of pre-trained weights, before any of its code runs."""
 import pickle
-import time
 
 import pytest
-import torch
-import yaml
-from hyperpyyaml import load_hyperpyyaml
-from hyperpyyaml.core import resolve_references
 
 from muselq_sb.inference.encoder import MusicEncoder
 from muselq_sb.inference.package import ModelFolderError
 from muselq_sb.lobes.model import load_music_model
-from tests.recipe_utils import ROOT, tiny_overrides
+from tests.recipe_utils import write_run_folder
 
 
 class Payload:
@@ -28,16 +23,7 @@ class Payload:
 @pytest.fixture
 def run_folder(tmp_path):
     """A pre-training output folder with one genuine tiny checkpoint."""
-    run = tmp_path / "run"
-    ckpt = run / "save" / "CKPT+2024-01-01+00-00-00+00"
-    ckpt.mkdir(parents=True)
-    with open(ROOT / "hparams" / "brn_sum.yaml", encoding="utf-8") as f:
-        text = resolve_references(f, tiny_overrides(output_folder=str(run))).getvalue()
-    (run / "hyperparams.yaml").write_text(text)
-    hparams = load_hyperpyyaml(text)
-    torch.save(hparams["ssl_model"].state_dict(), ckpt / "ssl_model.ckpt")
-    (ckpt / "CKPT.yaml").write_text(yaml.safe_dump({"unixtime": time.time()}))
-    return run
+    return write_run_folder(tmp_path / "run")
 
 
 def craft(run, marker):
@@ -54,7 +40,7 @@ def test_genuine_checkpoint_loads(run_folder):
 def test_load_music_model_refuses_crafted_pickle(run_folder, tmp_path):
     marker = tmp_path / "pwned"
     craft(run_folder, marker)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ModelFolderError, match="ssl_model.ckpt: refused"):
         load_music_model(run_folder)
     assert not marker.exists()
 

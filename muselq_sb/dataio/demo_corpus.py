@@ -48,6 +48,9 @@ VOICE_SECONDS = 4.0
 TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
 KEYS = tuple(f"{t} {m}" for m in MODES for t in TONICS)
+#: Default train / valid / test shares of the downstream tasks: a large test
+#: share, so that each test split has 100 items (enough to tell encoders apart).
+SPLIT_SHARES = (5, 1, 4)
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 NOTE_PITCHES = (36, 84)
 FAMILIES = ("music", "note", "voice")
@@ -599,22 +602,35 @@ def _render_job(args: tuple[dict, dict, str]) -> dict:
             "duration": y.size / SAMPLE_RATE, "start": "", "stop": "", **labels}
 
 
-def _split(rows: Sequence[dict], strata: str | None, seed: int,
-           name: str) -> dict[str, list[dict]]:
-    """Seeded 80/10/10 split; stratified when ``strata`` names a column.
+def _split(rows: Sequence[dict], strata: str | None, seed: int, name: str,
+           shares: Sequence[int] = SPLIT_SHARES) -> dict[str, list[dict]]:
+    """Seeded train/valid/test split in ``shares``; stratified by ``strata``.
 
     Items are ordered by stratum (randomly within it) and dealt in cycles of
-    ten (8 train, 1 valid, 1 test), so each class of ten items or more
-    reaches every split.
+    ``sum(shares)`` (by default 10: 5 train, 1 valid, 4 test), so each class
+    of a full cycle of items or more reaches every split.
+
+    Example
+    -------
+    >>> rows = [{"ID": str(i), "label": "ab"[i % 2]} for i in range(20)]
+    >>> parts = _split(rows, "label", 0, "toy", shares=(5, 1, 4))
+    >>> [len(parts[s]) for s in ("train", "valid", "test")]
+    [10, 2, 8]
     """
+    if len(shares) != 3 or min(shares) < 1:
+        raise ValueError(f"split shares {tuple(shares)}: expected three positive "
+                         "integers (train, valid, test)")
     rng = np.random.default_rng([seed, sum(map(ord, name))])
     noise = rng.random(len(rows))
     order = sorted(range(len(rows)), key=lambda i: (
         str(rows[i][strata]) if strata else "", noise[i]))
+    n_train, n_valid, _ = shares
     splits: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     for position, i in enumerate(order):
-        cycle = position % 10
-        splits["train" if cycle < 8 else "valid" if cycle == 8 else "test"].append(rows[i])
+        cycle = position % sum(shares)
+        split = ("train" if cycle < n_train else
+                 "valid" if cycle < n_train + n_valid else "test")
+        splits[split].append(rows[i])
     return splits
 
 
@@ -675,7 +691,7 @@ def _write_tasks(root: Path, items: list[dict], config: Mapping) -> None:
         strata = spec.target if spec.task_type == "multiclass" else None
         write_task(root / "tasks" / name, name, spec.task_type,
                    spec.target if isinstance(spec.target, str) else list(spec.target),
-                   _split(rows, strata, config["seed"], name),
+                   _split(rows, strata, config["seed"], name, config["split_shares"]),
                    classes=spec.classes(family_items) if spec.classes else None,
                    metrics=spec.metrics, extra={"demo_config": dict(config)})
 
@@ -717,11 +733,12 @@ def default_demo_root() -> Path:
 def build_demo_corpus(
     root: str | os.PathLike | None = None,
     seed: int = 0,
-    n_music: int = 200,
-    n_notes: int = 240,
-    n_voice: int = 144,
+    n_music: int = 250,
+    n_notes: int = 250,
+    n_voice: int = 250,
     clip_seconds: float = 10.0,
     n_singers: int = 6,
+    split_shares: Sequence[int] = SPLIT_SHARES,
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
@@ -739,6 +756,9 @@ def build_demo_corpus(
         Length of the music clips (notes and voices last 4 s).
     n_singers : int
         Singer identities of the voice clips.
+    split_shares : three ints
+        Train / valid / test shares of every downstream task (default
+        5 / 1 / 4: 100 test items per task with the default counts).
     workers : int, optional
         Processes rendering clips (default: up to 2).
     progress : bool
@@ -763,7 +783,8 @@ def build_demo_corpus(
     root = Path(root) if root is not None else default_demo_root()
     config = {"version": DEMO_VERSION, "seed": seed, "n_music": n_music,
               "n_notes": n_notes, "n_voice": n_voice, "clip_seconds": clip_seconds,
-              "n_singers": n_singers, "sample_rate": SAMPLE_RATE}
+              "n_singers": n_singers, "split_shares": list(split_shares),
+              "sample_rate": SAMPLE_RATE}
     if _is_built(root, config):
         return root
     started = time.time()
@@ -886,9 +907,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--root", default=None, help="output folder (default: %(default)s -> "
                         "$MUSELQ_SB_DATA/demo_corpus or ~/.cache/muselq_sb/demo_corpus)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-music", type=int, default=200)
-    parser.add_argument("--n-notes", type=int, default=240)
-    parser.add_argument("--n-voice", type=int, default=144)
+    parser.add_argument("--n-music", type=int, default=250)
+    parser.add_argument("--n-notes", type=int, default=250)
+    parser.add_argument("--n-voice", type=int, default=250)
+    parser.add_argument("--split-shares", default="5,1,4", metavar="TRAIN,VALID,TEST",
+                        help="shares of the downstream splits (default: %(default)s)")
     parser.add_argument("--clip-seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--plots", default=None, metavar="DIR",
@@ -896,7 +919,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = build_demo_corpus(args.root, seed=args.seed, n_music=args.n_music,
                              n_notes=args.n_notes, n_voice=args.n_voice,
-                             clip_seconds=args.clip_seconds, workers=args.workers)
+                             clip_seconds=args.clip_seconds, workers=args.workers,
+                             split_shares=[int(x) for x in args.split_shares.split(",")])
     print(json.dumps({name: read_task(root / "tasks" / name)["splits"] for name in TASKS}))
     if args.plots:
         for path in plot_demo_corpus(root, args.plots):

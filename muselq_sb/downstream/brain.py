@@ -94,8 +94,10 @@ class ProbeBrain(sb.Brain):
     (None for the task default), ``epoch_counter`` (an
     ``EpochCounterWithStopper`` maximising the main metric),
     ``lr_annealing`` (``speechbrain.nnet.schedulers.ReduceLROnPlateau`` on
-    the valid loss) and ``train_logger``. The best checkpoint by the main
-    metric is kept and used for the test (``evaluate(max_key=...)``).
+    the valid loss) and ``train_logger``. A checkpoint is saved only when
+    the main metric beats the best saved one (a tie keeps the earlier
+    epoch), and only the best is kept: it is the one the test uses
+    (``evaluate(max_key=...)``) and the one a resumed run restarts from.
 
     Example
     -------
@@ -139,6 +141,11 @@ class ProbeBrain(sb.Brain):
         self.train_stats: dict = {}
         self.test_stats: dict = {}
         self.accumulator = LogitAccumulator()
+
+    def _best_saved_score(self) -> float:
+        """Main metric of the best checkpoint (-inf before the first)."""
+        best = self.checkpointer.find_checkpoint(max_key=self.main_metric)
+        return best.meta[self.main_metric] if best else -float("inf")
 
     def compute_forward(self, batch: Mapping, stage: sb.Stage) -> torch.Tensor:
         """Probe outputs [B, n_outputs] of the window embeddings."""
@@ -186,10 +193,13 @@ class ProbeBrain(sb.Brain):
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
-            self.checkpointer.save_and_keep_only(
-                meta={self.main_metric: score, "epoch": int(epoch)},
-                max_keys=[self.main_metric],
-            )
+            if score > self._best_saved_score():
+                self.checkpointer.save_and_keep_only(
+                    meta={self.main_metric: score, "epoch": int(epoch)},
+                    max_keys=[self.main_metric],
+                    keep_recent=False,
+                    importance_keys=[],  # SpeechBrain appends to it: not its default
+                )
         else:
             self.test_stats = stats
             self.hparams.train_logger.log_stats(

@@ -6,12 +6,14 @@ dropped); every window goes through the frozen encoder and each hidden state
 is mean-pooled over time, giving a float16 tensor ``[n_windows, L+1, d]`` per
 item. A split is stored as one ``<split>.pt`` holding the item IDs, their
 tensors, the skipped items and a fingerprint of encoder checkpoint + task +
-window settings: a changed checkpoint (or manifest) re-extracts.
+window settings: a changed checkpoint (or manifest) re-extracts. An
+:class:`ItemStore` shares single items between tasks cut from the same
+clips.
 
 Encoders are named by a spec string: ``<folder>`` (a pre-training output
-folder), ``random:<folder>`` (same architecture, random weights, saved input
-statistics) or ``logmel:<folder>`` (mean and std over time of the model's
-normalised log-mel: one 256-dim "layer").
+folder), ``random:<folder>`` (same architecture, random weights drawn from
+the given seed, saved input statistics) or ``logmel:<folder>`` (mean and std
+over time of the model's normalised log-mel: one 256-dim "layer").
 
 Authors
  * muselq_sb team
@@ -34,6 +36,8 @@ from tqdm import tqdm
 
 from muselq_sb.dataio.audio import AudioError, fixed_segments, load_audio
 from muselq_sb.dataio.manifest import read_manifest
+from muselq_sb.lobes.loading import latest_checkpoint
+from muselq_sb.lobes.model import load_music_model
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +219,6 @@ def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
     >>> len(checkpoint_fingerprint(d))
     40
     """
-    from muselq_sb.lobes.model import latest_checkpoint
-
     folder = Path(folder)
     hparams = folder / "hyperparams.yaml"
     if not hparams.is_file():
@@ -284,8 +286,7 @@ def load_pooler(
     ('LogMelPooler', False)
     """
     kind, folder = parse_encoder(spec)
-    if load_model is None:
-        from muselq_sb.lobes.model import load_music_model as load_model
+    load_model = load_model or load_music_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = load_model(folder, random_init=(kind == "random"), device=device)
@@ -448,6 +449,72 @@ def _atomic_torch_save(obj: object, path: Path) -> None:
         raise
 
 
+class ItemStore:
+    """Pooled embeddings of single items, shared by every task holding them.
+
+    Tasks cut from the same clips (the six music tasks of the demo corpus,
+    MTG's four subsets) need each clip's embeddings once per encoder. An
+    item is stored as ``<folder>/<key[:2]>/<key>.pt`` where ``key`` hashes
+    the encoder identity, the window settings, the audio file (absolute
+    path, size, mtime) and the item's ``start``/``stop``: any change is a
+    miss, never a stale hit. Files are written atomically.
+
+    Arguments
+    ---------
+    folder : path-like
+        Where the items live (one folder may serve several encoders).
+    identity : mapping
+        Identifies the encoder (:func:`encoder_identity`).
+    config : WindowConfig
+        Windowing.
+
+    Example
+    -------
+    >>> import numpy as np, soundfile as sf
+    >>> d = Path(tempfile.mkdtemp())
+    >>> sf.write(str(d / "a.wav"), np.zeros(2400, "float32"), 24000)
+    >>> store = ItemStore(d / "items", {"kind": "logmel"}, WindowConfig())
+    >>> row = {"ID": "a", "path": str(d / "a.wav")}
+    >>> store.get(row) is None
+    True
+    >>> store.put(row, torch.ones(1, 1, 4))
+    >>> store.get(row).shape
+    torch.Size([1, 1, 4])
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike, identity: Mapping, config: WindowConfig
+    ) -> None:
+        self.folder = Path(folder)
+        self.prefix = json.dumps(
+            {"version": CACHE_VERSION, "encoder": dict(identity),
+             "windows": asdict(config)}, sort_keys=True,
+        )
+
+    def _path(self, row: Mapping[str, str]) -> Path | None:
+        try:
+            stat = os.stat(row["path"])
+        except OSError:  # unreadable: extraction logs and skips it
+            return None
+        item = [os.path.abspath(row["path"]), stat.st_size, stat.st_mtime_ns,
+                row.get("start") or "", row.get("stop") or ""]
+        key = hashlib.sha1((self.prefix + json.dumps(item)).encode()).hexdigest()
+        return self.folder / key[:2] / f"{key}.pt"
+
+    def get(self, row: Mapping[str, str]) -> torch.Tensor | None:
+        """The stored embeddings of ``row`` ([n_windows, L+1, d]), or None."""
+        path = self._path(row)
+        if path is None or not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def put(self, row: Mapping[str, str], embeddings: torch.Tensor) -> None:
+        """Stores the embeddings of ``row``."""
+        path = self._path(row)
+        if path is not None:
+            _atomic_torch_save(embeddings, path)
+
+
 def load_or_extract(
     task_folder: str | os.PathLike,
     split: str,
@@ -455,6 +522,7 @@ def load_or_extract(
     get_pooler: Callable[[], nn.Module],
     identity: Mapping,
     config: WindowConfig,
+    store: ItemStore | None = None,
     **extract_kwargs,
 ) -> dict:
     """The cached embeddings of one split, extracting them if stale.
@@ -469,11 +537,14 @@ def load_or_extract(
         Where ``<split>.pt`` lives.
     get_pooler : callable
         Returns the frozen pooling encoder (:func:`load_pooler`); called
-        only when the split must be extracted.
+        only when an item must be extracted.
     identity : mapping
         Identifies the encoder (:func:`encoder_identity`).
     config : WindowConfig
         Windowing.
+    store : ItemStore, optional
+        Items already extracted for another task are taken from it, and the
+        new ones are added to it.
     **extract_kwargs
         Passed to :func:`extract_split`.
 
@@ -481,7 +552,7 @@ def load_or_extract(
     -------
     dict
         As :func:`extract_split`, plus ``fingerprint`` and ``reused`` (True
-        when read from the cache).
+        when read from the split cache).
     """
     fingerprint = cache_fingerprint(task_folder, split, identity, config)
     path = Path(cache_folder) / f"{split}.pt"
@@ -492,12 +563,27 @@ def load_or_extract(
             return cached | {"reused": True}
         logger.info("embedding cache %s is stale: re-extracting", path)
     rows = read_manifest(Path(task_folder) / f"{split}.csv")
-    result = extract_split(rows, get_pooler(), config, desc=split, **extract_kwargs)
-    result["fingerprint"] = fingerprint
+    stored = {}
+    if store is not None:
+        stored = {i: e for i, row in enumerate(rows) if (e := store.get(row)) is not None}
+    todo = [row for i, row in enumerate(rows) if i not in stored]
+    fresh = {"ids": [], "embeddings": [], "skipped": []}
+    if todo:
+        fresh = extract_split(todo, get_pooler(), config, desc=split, **extract_kwargs)
+    if store is not None:
+        by_id = {row["ID"]: row for row in todo}
+        for item_id, emb in zip(fresh["ids"], fresh["embeddings"]):
+            store.put(by_id[item_id], emb)
+    found = dict(zip(fresh["ids"], fresh["embeddings"]))
+    found.update({rows[i]["ID"]: e for i, e in stored.items()})
+    kept = [row["ID"] for row in rows if row["ID"] in found]
+    result = {"ids": kept, "embeddings": [found[i] for i in kept],
+              "skipped": fresh["skipped"], "fingerprint": fingerprint}
     _atomic_torch_save(result, path)
     n_windows = sum(len(e) for e in result["embeddings"])
     logger.info(
-        "%s: %d items, %d windows extracted, %d unreadable items skipped",
-        split, len(result["ids"]), n_windows, len(result["skipped"]),
+        "%s: %d items (%d from the item store), %d windows, %d unreadable "
+        "items skipped", split, len(kept), len(stored), n_windows,
+        len(result["skipped"]),
     )
     return result | {"reused": False}

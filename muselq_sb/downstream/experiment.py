@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Mapping
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from muselq_sb.dataio.manifest import SPLITS, atomic_write_text, read_manifest, read_task
 from muselq_sb.downstream.brain import ProbeBrain, WindowDataset
 from muselq_sb.downstream.embeddings import (
+    ItemStore,
     WindowConfig,
     encoder_identity,
     load_or_extract,
@@ -43,6 +45,8 @@ def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
         sample_rate=hparams["sample_rate"],
     )
     identity = encoder_identity(hparams["encoder"], hparams["seed"])
+    store = hparams["embedding_store"]
+    store = ItemStore(store, identity, config) if store else None
     get_pooler = functools.cache(
         lambda: load_pooler(
             hparams["encoder"], device, hparams["seed"], hparams["model_loader"]
@@ -51,7 +55,7 @@ def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
     splits = {
         split: load_or_extract(
             hparams["task_folder"], split, hparams["cache_folder"], get_pooler,
-            identity, config,
+            identity, config, store,
             batch_size=hparams["extract_batch_size"],
             num_workers=hparams["extract_num_workers"],
             bf16=hparams["extract_bf16"],
@@ -118,7 +122,10 @@ def build_datasets(
 
 
 def run_probe_experiment(
-    hparams_file: str | Path, run_opts: Mapping, overrides: str | Mapping = ""
+    hparams_file: str | Path,
+    run_opts: Mapping,
+    overrides: str | Mapping = "",
+    save_env_desc: bool = True,
 ) -> dict:
     """Trains and tests one probe; writes ``<output_folder>/results.json``.
 
@@ -130,12 +137,16 @@ def run_probe_experiment(
         SpeechBrain run options (``device``, ``debug``, ...).
     overrides : str or mapping
         yaml overrides (``task_folder``, ``encoder``, ``output_folder`` ...).
+    save_env_desc : bool
+        Write ``env.log`` (``pip freeze``: about a second) into the output
+        folder; the suite writes it once for all its runs.
 
     Returns
     -------
     dict
-        The content of ``results.json``: task, encoder, main metric, best
-        valid score, test metrics, item counts and skipped items per split.
+        The content of ``results.json``: task, encoder, seed, main metric,
+        best valid score, test metrics, item counts, skipped items and
+        whether the embedding cache was reused, per split.
 
     Example
     -------
@@ -148,6 +159,7 @@ def run_probe_experiment(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=str(hparams_file),
         overrides=overrides,
+        save_env_desc=save_env_desc,
     )
     task = read_task(hparams["task_folder"])
     if task["name"] != hparams["task_name"]:
@@ -171,19 +183,25 @@ def run_probe_experiment(
         run_opts=dict(run_opts),
         checkpointer=hparams["checkpointer"],
     )
-    brain.fit(
-        brain.hparams.epoch_counter, train, datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-    brain.evaluate(
-        datasets["test"], max_key=brain.main_metric,
-        test_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(hparams["probe_num_threads"])
+    try:
+        brain.fit(
+            brain.hparams.epoch_counter, train, datasets["valid"],
+            train_loader_kwargs=hparams["train_dataloader_opts"],
+            valid_loader_kwargs=hparams["valid_dataloader_opts"],
+        )
+        brain.evaluate(
+            datasets["test"], max_key=brain.main_metric,
+            test_loader_kwargs=hparams["valid_dataloader_opts"],
+        )
+    finally:
+        torch.set_num_threads(threads)
     best = brain.checkpointer.find_checkpoint(max_key=brain.main_metric)
     results = {
         "task": task["name"],
         "encoder": hparams["encoder"],
+        "seed": hparams["seed"],
         "layer": hparams["layer"],
         "metrics": list(task["metrics"]),
         "main_metric": brain.main_metric,
@@ -193,6 +211,7 @@ def run_probe_experiment(
         "items": {s: len(d["ids"]) for s, d in splits.items()},
         "windows": {s: len(datasets[s]) for s in splits},
         "skipped": {s: len(d["skipped"]) for s, d in splits.items()},
+        "embeddings_reused": {s: d["reused"] for s, d in splits.items()},
         "embedding_shape": [train.num_layers, train.input_dim],
         "target_standardisation": scaler,
     }

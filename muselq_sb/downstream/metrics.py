@@ -387,3 +387,62 @@ def group_mean(
     sums = torch.zeros(len(order), values.shape[1]).index_add_(0, inverse, values.float())
     counts = torch.bincount(inverse, minlength=len(order)).unsqueeze(1)
     return list(order), sums / counts, first
+
+
+def same_key_hits(embeddings: torch.Tensor | np.ndarray, keys: Sequence[Hashable]) -> np.ndarray:
+    """For each query, whether its nearest other item shares its key.
+
+    Nearness is cosine similarity; a query's candidates are all the other
+    items (those with a unique key included); items whose key is unique are
+    not queries. Ties go to the first candidate.
+
+    Arguments
+    ---------
+    embeddings : tensor or array
+        [N, d], one row per item.
+    keys : sequence
+        One key per item (e.g. its track).
+
+    Returns
+    -------
+    np.ndarray
+        Booleans, one per query (items in order, unique keys skipped).
+
+    Example
+    -------
+    >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.6], [1, 1]])
+    >>> same_key_hits(x, ["a", "a", "b", "b", "c"]).tolist()
+    [True, True, False, False]
+    """
+    x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)
+    if x.ndim != 2 or len(x) != len(keys):
+        raise ValueError(
+            f"embeddings of shape {tuple(x.shape)} for {len(keys)} keys: "
+            "expected [N, d] with one key per row"
+        )
+    x = torch.nn.functional.normalize(x, dim=1)
+    similarity = x @ x.T
+    similarity.fill_diagonal_(-float("inf"))
+    nearest = similarity.argmax(dim=1).tolist()
+    counts: dict[Hashable, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return np.array([keys[nearest[i]] == key for i, key in enumerate(keys)
+                     if counts[key] > 1], dtype=bool)
+
+
+def retrieval_precision_at_1(
+    embeddings: torch.Tensor | np.ndarray, keys: Sequence[Hashable]
+) -> float:
+    """Same-key retrieval precision@1 (cosine; see :func:`same_key_hits`).
+
+    Example
+    -------
+    >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.6], [1, 1]])
+    >>> retrieval_precision_at_1(x, ["a", "a", "b", "b", "c"])
+    0.5
+    """
+    hits = same_key_hits(embeddings, keys)
+    if not hits.size:
+        raise ValueError("no query: every key is unique (precision@1 undefined)")
+    return float(hits.mean())

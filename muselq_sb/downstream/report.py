@@ -2,7 +2,11 @@
 
 The first table has the paper's columns (plus MTG mood/theme) with the
 paper's rows above ours; every other task (the demo tasks) goes to a second
-table with one column per metric.
+table with one column per metric (and ``<task> P@1`` for a task with
+same-key retrieval). Our cells are summaries over seeds (mean ± standard
+deviation, 95 % interval); a cell is marked as a win only when its interval
+lies above the intervals of every other row of ours
+(:func:`~muselq_sb.downstream.intervals.interval_winner`).
 
 Authors
  * muselq_sb team
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from muselq_sb.dataio.manifest import atomic_write_text
+from muselq_sb.downstream.intervals import interval_winner
 from muselq_sb.downstream.paper_results import (
     MAIN_COLUMNS,
     TABLE3_COLUMNS,
@@ -24,6 +29,11 @@ from muselq_sb.downstream.paper_results import (
 
 VARIANT_LABELS = {"random": "random init", "logmel": "pooled log-mel"}
 MISSING, FAILED = "—", "failed"
+RETRIEVAL_METRIC = "P@1"
+WIN = "★"
+#: A cell: a paper value, a summary of ours (``mean``, ``std``, ``ci95``...),
+#: or MISSING / FAILED.
+Cell = float | Mapping | str
 
 
 def variant_label(variant: str, run_name: str) -> str:
@@ -66,11 +76,14 @@ def table_columns(
     return main, other
 
 
-def _cell(run: Mapping | None, metric: str) -> float | str:
+def _cell(run: Mapping | None, metric: str) -> Cell:
     if run is None:
         return MISSING
     if "error" in run:
         return FAILED
+    if metric == RETRIEVAL_METRIC:
+        retrieval = run.get("retrieval", {})
+        return FAILED if "error" in retrieval else retrieval.get("p_at_1", MISSING)
     return run["test"].get(metric, MISSING)
 
 
@@ -79,20 +92,20 @@ def table_rows(
     columns: Sequence[Column],
     run_name: str,
     with_paper: bool,
-) -> dict[str, list[float | str]]:
+) -> dict[str, list[Cell]]:
     """``{row name: [value per column]}``: paper rows (optional), then ours.
 
     Example
     -------
     >>> cols = [Column("GTZAN", "gtzan", "accuracy"), Column("GS", "giantsteps_key",
     ...                                                      "key_weighted")]
-    >>> results = {"checkpoint": {"gtzan": {"test": {"accuracy": 0.5}},
+    >>> results = {"checkpoint": {"gtzan": {"test": {"accuracy": {"mean": 0.5}}},
     ...                           "giantsteps_key": {"error": "boom"}}}
     >>> rows = table_rows(results, cols, "brn", with_paper=True)
     >>> rows["paper: MERT-330M"], rows["ours: brn"]
-    ([0.689, 0.856], [0.5, 'failed'])
+    ([0.689, 0.856], [{'mean': 0.5}, 'failed'])
     """
-    rows: dict[str, list[float | str]] = {}
+    rows: dict[str, list[Cell]] = {}
     if with_paper:
         for model, values in paper_rows().items():
             rows[f"paper: {model}"] = [values.get(c.label, MISSING) for c in columns]
@@ -103,30 +116,105 @@ def table_rows(
     return rows
 
 
-def _fmt(value: float | str) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def column_winners(
+    columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]]
+) -> list[str | None]:
+    """Per column, the row of ours whose interval beats all others' (or None).
+
+    Example
+    -------
+    >>> rows = {"paper: x": [0.99], "ours: a": [{"mean": 0.9, "ci95": [0.85, 0.95]}],
+    ...         "ours: b": [{"mean": 0.7, "ci95": [0.6, 0.8]}]}
+    >>> column_winners([Column("GTZAN", "gtzan", "accuracy")], rows)
+    ['ours: a']
+    """
+    return [
+        interval_winner({name: values[i] for name, values in rows.items()
+                         if isinstance(values[i], Mapping)})
+        for i in range(len(columns))
+    ]
 
 
-def markdown_table(columns: Sequence[Column], rows: Mapping[str, Sequence]) -> str:
-    """A Markdown table with one row per model.
+def _fmt(value: Cell, win: bool = False) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if not isinstance(value, Mapping):
+        return str(value)
+    text = f"{value['mean']:.3f}"
+    if value.get("std") is not None:
+        text += f" ± {value['std']:.3f}"
+    return f"**{text}** {WIN}" if win else text
+
+
+def _interval(value: Cell) -> str:
+    if isinstance(value, Mapping) and value.get("ci95") is not None:
+        low, high = value["ci95"]
+        return f"[{low:.3f}, {high:.3f}]"
+    return _fmt(value) if not isinstance(value, Mapping) else MISSING
+
+
+def markdown_table(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]]) -> str:
+    """A Markdown table with one row per model, wins in bold with a star.
 
     Example
     -------
     >>> print(markdown_table([Column("GTZAN", "gtzan", "accuracy")],
-    ...                      {"ours: x": [0.5]}))
+    ...                      {"ours: x": [{"mean": 0.5, "std": 0.01}], "paper: y": [0.6]}))
     | model | GTZAN |
     |---|---|
-    | ours: x | 0.500 |
+    | ours: x | 0.500 ± 0.010 |
+    | paper: y | 0.600 |
     """
+    winners = column_winners(columns, rows)
     lines = [
         "| model | " + " | ".join(c.label for c in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     lines += [
-        f"| {name} | " + " | ".join(_fmt(v) for v in values) + " |"
+        f"| {name} | " + " | ".join(
+            _fmt(v, winners[i] == name) for i, v in enumerate(values)) + " |"
         for name, values in rows.items()
     ]
     return "\n".join(lines)
+
+
+def interval_table(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]]) -> str:
+    """The 95 % intervals of our rows: one line per column.
+
+    Example
+    -------
+    >>> print(interval_table([Column("GTZAN", "gtzan", "accuracy")],
+    ...                      {"ours: x": [{"mean": 0.5, "ci95": [0.4, 0.6]}]}))
+    | column | ours: x |
+    |---|---|
+    | GTZAN | [0.400, 0.600] |
+    """
+    ours = [name for name in rows if name.startswith("ours")]
+    lines = ["| column | " + " | ".join(ours) + " |", "|---|" + "---|" * len(ours)]
+    lines += [
+        f"| {c.label} | " + " | ".join(_interval(rows[n][i]) for n in ours) + " |"
+        for i, c in enumerate(columns)
+    ]
+    return "\n".join(lines)
+
+
+def legend(results: Mapping[str, Mapping[str, Mapping]]) -> str:
+    """What the cells mean: seeds, intervals and the win rule."""
+    seeds = sorted({len(r.get("seeds", [])) for runs in results.values()
+                    for r in runs.values() if "seeds" in r})
+    n = "/".join(str(k) for k in seeds) or "?"
+    return (
+        f"Ours: mean ± standard deviation over {n} probe seeds (random init: "
+        "weight seed i with probe seed i, so each seed is another random "
+        "encoder). 95 % intervals (Student t over seeds) are listed below the "
+        f"tables. **Bold {WIN}**: a win, the only row of ours whose 95 % "
+        "interval lies entirely above the intervals of every other row of "
+        f"ours; where intervals overlap no row is marked. `<task> {RETRIEVAL_METRIC}`: "
+        "same-key retrieval precision@1 on the test split's pooled embeddings "
+        "(cosine), at the layer chosen on the valid split; ± is the bootstrap "
+        "standard error and the interval a bootstrap over test queries (and "
+        "over weight seeds for random init)."
+    )
 
 
 def _notes(results: Mapping[str, Mapping[str, Mapping]], run_name: str) -> list[str]:
@@ -138,11 +226,17 @@ def _notes(results: Mapping[str, Mapping[str, Mapping]], run_name: str) -> list[
                 notes.append(f"- {who}: failed: {run['error']}")
                 continue
             skipped = sum(run.get("skipped", {}).values())
-            excluded = run["test"].get("excluded_labels")
+            excluded = run["test"].get("excluded_labels", {}).get("mean")
+            failed = [r for r in run.get("runs", []) if "error" in r]
+            if failed:
+                notes.append(f"- {who}: {len(failed)} seed(s) failed: {failed[0]['error']}")
+            retrieval = run.get("retrieval", {})
+            if "error" in retrieval:
+                notes.append(f"- {who}: retrieval failed: {retrieval['error']}")
             if skipped:
                 notes.append(f"- {who}: {skipped} unreadable items skipped")
             if excluded:
-                notes.append(f"- {who}: {excluded} labels without positives "
+                notes.append(f"- {who}: {excluded:g} labels without positives "
                              "or negatives in test excluded from ROC/AP")
     return notes
 
@@ -157,7 +251,9 @@ def write_report(
     Arguments
     ---------
     results : mapping
-        ``{variant: {task: results.json content or {"error": ...}}}``.
+        ``{variant: {task: summary over seeds or {"error": ...}}}`` as
+        :func:`muselq_sb.downstream.suite.run_suite` returns it (``test``
+        maps each metric to a summary with ``mean``, ``std`` and ``ci95``).
     output_folder : path-like
         Where the files go.
     run_name : str
@@ -171,13 +267,15 @@ def write_report(
     Example
     -------
     >>> import tempfile
-    >>> results = {"checkpoint": {"gtzan": {"test": {"accuracy": 0.5}}},
-    ...            "random": {"gtzan": {"test": {"accuracy": 0.25}}}}
+    >>> from muselq_sb.downstream.intervals import seed_summary
+    >>> results = {
+    ...     "checkpoint": {"gtzan": {"test": {"accuracy": seed_summary([.50, .52, .51])}}},
+    ...     "random": {"gtzan": {"test": {"accuracy": seed_summary([.25, .30, .20])}}}}
     >>> files = write_report(results, tempfile.mkdtemp(), run_name="brn")
     >>> [f.name for f in files]
     ['results.md', 'results.csv', 'results.png']
-    >>> "| ours: random init |" in files[0].read_text()
-    True
+    >>> "| ours: brn | " in (md := files[0].read_text()), "**0.510 ± 0.010** ★" in md
+    (True, True)
     """
     out = Path(output_folder)
     main, other = table_columns(results)
@@ -189,10 +287,18 @@ def write_report(
         "Paper rows: Table 3 of the paper. Ours: probe on our encoder and "
         "baselines. GS = mir_eval weighted key score; EMO = R2.",
         "",
+        legend(results),
+        "",
         markdown_table(main, main_rows),
     ]
     if other:
         text += ["", "## Other tasks (demo corpus)", "", markdown_table(other, other_rows)]
+    ran = [i for i, c in enumerate(main)
+           if any(isinstance(v[i], Mapping) for v in main_rows.values())]
+    text += ["", "## 95 % intervals", "",
+             interval_table([main[i] for i in ran] + other,
+                            {n: [v[i] for i in ran] + other_rows.get(n, [])
+                             for n, v in main_rows.items()})]
     notes = _notes(results, run_name)
     if notes:
         text += ["", "## Notes", "", *notes]
@@ -206,36 +312,66 @@ def write_report(
     return [out / "results.md", out / "results.csv", out / "results.png"]
 
 
-def _csv(columns: Sequence[Column], rows: Mapping[str, Sequence]) -> str:
+def _csv(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]]) -> str:
+    """Per column: the value (mean), then the std and 95 % interval of ours."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model"] + [c.label for c in columns])
+    writer.writerow(["model"] + [f"{c.label}{part}" for c in columns
+                                 for part in ("", " std", " ci95_low", " ci95_high")])
+
+    def fields(value: Cell) -> list[str]:
+        if isinstance(value, float):
+            return [f"{value:.4f}", "", "", ""]
+        if not isinstance(value, Mapping):
+            return [""] * 4
+        low, high = value.get("ci95") or (None, None)
+        return [f"{v:.4f}" if v is not None else ""
+                for v in (value["mean"], value.get("std"), low, high)]
+
     for name, values in rows.items():
-        writer.writerow(
-            [name] + [f"{v:.4f}" if isinstance(v, float) else "" for v in values]
-        )
+        writer.writerow([name] + [f for v in values for f in fields(v)])
     return buf.getvalue()
 
 
-def _plot(columns: Sequence[Column], rows: Mapping[str, Sequence], path: Path) -> None:
+def _plot(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]], path: Path) -> None:
+    """Bars (ours: mean with its 95 % interval); a star above a win."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def mean(value: Cell) -> float | None:
+        if isinstance(value, float):
+            return value
+        return value["mean"] if isinstance(value, Mapping) else None
+
     ours = [n for n in rows if n.startswith("ours")]
     shown = [i for i in range(len(columns))
-             if any(isinstance(rows[n][i], float) for n in ours)]
-    models = [n for n in rows if any(isinstance(rows[n][i], float) for i in shown)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(shown) + 2), 4.5))
+             if any(isinstance(rows[n][i], Mapping) for n in ours)]
+    models = [n for n in rows if any(mean(rows[n][i]) is not None for i in shown)]
+    winners = column_winners(columns, rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(shown) + 3), 4.8))
     width = 0.8 / max(1, len(models))
     for k, name in enumerate(models):
-        values = [rows[name][i] if isinstance(rows[name][i], float) else 0.0
-                  for i in shown]
-        ax.bar([i + k * width for i in range(len(shown))], values, width, label=name)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shown))])
+        cells = [rows[name][i] for i in shown]
+        xs = [j + k * width for j in range(len(shown))]
+        heights = [mean(c) or 0.0 for c in cells]
+        errors = [[0.0] * len(cells), [0.0] * len(cells)]
+        for j, c in enumerate(cells):
+            if isinstance(c, Mapping) and c.get("ci95") is not None:
+                errors[0][j] = c["mean"] - c["ci95"][0]
+                errors[1][j] = c["ci95"][1] - c["mean"]
+        ax.bar(xs, heights, width, label=name, yerr=errors, capsize=2,
+               error_kw={"linewidth": 0.8})
+        for j, i in enumerate(shown):
+            if winners[i] == name:
+                ax.annotate(WIN, (xs[j], heights[j] + errors[1][j]), ha="center",
+                            va="bottom", fontsize=11)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shown))])
     ax.set_xticklabels([columns[i].label for i in shown], rotation=45, ha="right")
     ax.set_ylabel("test score")
+    ax.set_title(f"error bars: 95 % intervals; {WIN}: a win (interval above every "
+                 "other row of ours, no overlap)", fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.5)
     ax.legend(fontsize="small")
     fig.tight_layout()

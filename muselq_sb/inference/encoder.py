@@ -34,15 +34,10 @@ from speechbrain.inference.interfaces import Pretrained
 from torch import nn
 
 from muselq_sb.dataio.audio import load_audio
-from muselq_sb.inference.package import (
-    ModelFolderError,
-    build_from_yaml,
-    load_model_folder,
-    load_run_state,
-    model_yaml,
-)
+from muselq_sb.inference.package import load_model_folder
 from muselq_sb.lobes.frontend import MelFrontend, n_stacked_frames
-from muselq_sb.lobes.model import MusicModel
+from muselq_sb.lobes.loading import ModelFolderError, latest_checkpoint
+from muselq_sb.lobes.model import MusicModel, load_music_model
 
 logger = logging.getLogger(__name__)
 
@@ -344,10 +339,11 @@ class MusicEncoder(Pretrained):
     ) -> "MusicEncoder":
         """Loads the latest checkpoint of a pre-training output folder.
 
-        The model is rebuilt from the run's model definition only (no data,
-        no training objects) and the checkpoint is read with
-        ``torch.load(weights_only=True)``: a checkpoint holding pickled code
-        is refused with ``ModelFolderError``.
+        The model comes from ``muselq_sb.lobes.model.load_music_model``,
+        the loader the downstream suite uses: it is rebuilt from the run's
+        model definition only (no data, no training objects) and the
+        checkpoint is read with ``torch.load(weights_only=True)``: a
+        checkpoint holding pickled code is refused with ``ModelFolderError``.
 
         Arguments
         ---------
@@ -363,10 +359,8 @@ class MusicEncoder(Pretrained):
         MusicEncoder
         """
         run_folder = Path(run_folder)
-        state, _, ckpt_dir = load_run_state(run_folder)
-        model = build_from_yaml(model_yaml(run_folder), run_folder)
-        model.load_state_dict(state, strict=True)
-        info = {"checkpoint": str(ckpt_dir)}
+        model = load_music_model(run_folder)
+        info = {"checkpoint": str(latest_checkpoint(run_folder / "save"))}
         return cls(model, device=device, dtype=dtype, info=info)
 
     @classmethod

@@ -21,30 +21,31 @@ Authors
 """
 from __future__ import annotations
 
-import io
-import pickle
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from hyperpyyaml import load_hyperpyyaml
-from ruamel.yaml import YAML
 from safetensors.torch import load_file, save_file
 
 from muselq_sb.dataio.manifest import atomic_write_text
-from muselq_sb.lobes.model import MusicModel, latest_checkpoint
+from muselq_sb.lobes.loading import (
+    HPARAMS_FILE,
+    ModelFolderError,
+    build_from_yaml,
+    dump_yaml,
+    evaluate_applies,
+    load_run_state,
+    read_run_hparams,
+    run_model_yaml,
+    strip_tags,
+)
+from muselq_sb.lobes.model import MusicModel, build_music_model
 from muselq_sb.version import __version__
 
 MODEL_FILE = "model.safetensors"
 QUANTIZER_FILE = "quantizer.safetensors"
-HPARAMS_FILE = "hyperparams.yaml"
 CARD_FILE = "README.md"
-#: Dotted-path prefixes a packaged ``hyperparams.yaml`` may instantiate.
-ALLOWED_PREFIXES = ("muselq_sb.", "speechbrain.", "torch.nn.")
-#: HyperPyYAML tags allowed in a packaged yaml (no ``!apply``/``!module``...).
-ALLOWED_TAGS = ("new", "name", "ref", "copy", "tuple")
 #: Run hyperparameters quoted in the model card.
 CARD_KEYS = (
     "experiment_name", "size", "seed", "precision", "lr", "lr_min",
@@ -52,115 +53,11 @@ CARD_KEYS = (
     "grad_accumulation_factor", "max_grad_norm", "mask_prob", "mask_span",
     "cb_vocab", "num_codebooks", "data_sources", "data_folder", "demo_folder",
 )
-_TAG = re.compile(r"!([A-Za-z_]+)(?::([\w.]*))?")
-
-
-class ModelFolderError(RuntimeError):
-    """A run or model folder cannot be used; the message names the file.
-
-    Example
-    -------
-    >>> str(ModelFolderError("/m/model.safetensors", "missing"))
-    '/m/model.safetensors: missing'
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-
-
-def load_run_state(run_folder: str | Path) -> tuple[dict, dict, Path]:
-    """Tensors of the latest checkpoint of a pre-training run, no pickle.
-
-    Arguments
-    ---------
-    run_folder : path-like
-        A pre-training output folder (``save/CKPT+*/ssl_model.ckpt``).
-
-    Returns
-    -------
-    model_state : dict
-        ``MusicModel`` tensors (the ``model.`` prefix removed).
-    quantizer_state : dict
-        Quantizer buffers (``projection``, ``codebook``).
-    checkpoint : Path
-        The checkpoint folder read.
-
-    Raises
-    ------
-    ModelFolderError
-        No checkpoint, or a checkpoint holding anything but tensors (a
-        pickled object is refused before any of its code runs).
-    """
-    try:
-        ckpt_dir = latest_checkpoint(Path(run_folder) / "save")
-    except FileNotFoundError as err:
-        raise ModelFolderError(run_folder, str(err)) from err
-    ckpt = ckpt_dir / "ssl_model.ckpt"
-    if not ckpt.is_file():
-        raise ModelFolderError(ckpt, "missing (expected the BEST-RQ weights)")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ModelFolderError(
-            ckpt, f"refused: not a plain tensor checkpoint ({err})"
-        ) from err
-
-    def part(prefix: str) -> dict:
-        return {k[len(prefix):]: v.contiguous() for k, v in state.items()
-                if k.startswith(prefix)}
-
-    model_state = part("model.")
-    if not model_state:
-        raise ModelFolderError(ckpt, "has no 'model.' weights")
-    return model_state, part("quantizer."), ckpt_dir
-
-
-def _round_trip_yaml() -> YAML:
-    ry = YAML()
-    ry.width = 100
-    return ry
-
-
-def _dump(ry: YAML, data: Any) -> str:
-    stream = io.StringIO()
-    ry.dump(data, stream)
-    return stream.getvalue()
-
-
-def _tag_of(node: Any) -> str:
-    tag = getattr(node, "tag", None)
-    return getattr(tag, "value", None) or ""
-
-
-def _evaluate_applies(ry: YAML, node: Any) -> Any:
-    """``node`` with every ``!apply:`` sub-node replaced by its value."""
-    if _tag_of(node).startswith("!apply:"):
-        return load_hyperpyyaml(_dump(ry, {"value": node}))["value"]
-    if isinstance(node, dict):
-        for key in list(node):
-            node[key] = _evaluate_applies(ry, node[key])
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            node[i] = _evaluate_applies(ry, item)
-    return node
-
-
-def _read_run_hparams(run_folder: Path) -> dict:
-    """The run's ``hyperparams.yaml`` as ruamel nodes (nothing built)."""
-    path = run_folder / HPARAMS_FILE
-    if not path.is_file():
-        raise ModelFolderError(path, "missing: expected a pre-training run")
-    doc = _round_trip_yaml().load(path.read_text(encoding="utf-8"))
-    for key in ("model", "ssl_model"):
-        if key not in doc:
-            raise ModelFolderError(path, f"has no {key!r} entry")
-    return doc
 
 
 def _plain(value: Any) -> Any:
     """ruamel containers -> plain Python (for the card)."""
-    return yaml.safe_load(_dump(_round_trip_yaml(), {"v": value}))["v"]
+    return yaml.safe_load(dump_yaml({"v": value}))["v"]
 
 
 def model_yaml(run_folder: str | Path) -> str:
@@ -182,11 +79,8 @@ def model_yaml(run_folder: str | Path) -> str:
         YAML text that :func:`build_from_yaml` turns into a model.
     """
     run_folder = Path(run_folder)
-    ry = _round_trip_yaml()
-    doc = _read_run_hparams(run_folder)
-    model = _evaluate_applies(ry, doc["model"])
-    quantizer = _evaluate_applies(ry, doc["ssl_model"]["quantizer"])
-    built = build_from_yaml(_dump(ry, {"model": model}), run_folder)
+    text = run_model_yaml(run_folder, with_quantizer=True)
+    built = build_music_model(text, run_folder / HPARAMS_FILE)
     header = {
         "muselq_sb_version": __version__,
         "sample_rate": built.frontend.sample_rate,
@@ -199,80 +93,13 @@ def model_yaml(run_folder: str | Path) -> str:
         "# muselq_sb model (model only: no data paths, no training objects).\n"
         "# Load with muselq_sb.inference.encoder.MusicEncoder.from_folder.\n"
     )
-    return intro + _dump(ry, {**header, "model": model, "quantizer": quantizer})
-
-
-def check_yaml_tags(text: str, path: str | Path) -> None:
-    """Refuses yaml that could run more than model constructors.
-
-    Arguments
-    ---------
-    text : str
-        HyperPyYAML text.
-    path : path-like
-        Its file (for the message).
-
-    Raises
-    ------
-    ModelFolderError
-        A tag other than ``ALLOWED_TAGS`` or a class outside
-        ``ALLOWED_PREFIXES``.
-
-    Example
-    -------
-    >>> check_yaml_tags("m: !new:muselq_sb.lobes.model.MusicModel", "h.yaml")
-    >>> check_yaml_tags("x: !apply:os.system [ls]", "h.yaml")
-    Traceback (most recent call last):
-    ...
-    muselq_sb.inference.package.ModelFolderError: h.yaml: tag '!apply:os.system' not allowed in a model folder (allowed: !new/!name of muselq_sb., speechbrain., torch.nn., !ref, !copy, !tuple)
-    """
-    for match in _TAG.finditer(text):
-        kind, target = match.group(1), match.group(2) or ""
-        ok = kind in ALLOWED_TAGS and (
-            kind not in ("new", "name") or target.startswith(ALLOWED_PREFIXES)
-        )
-        if not ok:
-            raise ModelFolderError(
-                path,
-                f"tag {match.group(0)!r} not allowed in a model folder "
-                "(allowed: !new/!name of " + ", ".join(ALLOWED_PREFIXES)
-                + ", !ref, !copy, !tuple)",
-            )
-
-
-def build_from_yaml(text: str, path: str | Path, key: str = "model") -> Any:
-    """Builds the object ``key`` of checked model-only yaml text.
-
-    Arguments
-    ---------
-    text : str
-        Model-only HyperPyYAML text.
-    path : path-like
-        Where it comes from (for messages).
-    key : str
-        Entry to return (``model`` or ``quantizer``).
-
-    Returns
-    -------
-    object
-        The built object (a ``MusicModel`` for ``model``).
-    """
-    check_yaml_tags(text, path)
-    hparams = load_hyperpyyaml(text)
-    if key not in hparams:
-        raise ModelFolderError(path, f"has no {key!r} entry")
-    obj = hparams[key]
-    if key == "model" and not isinstance(obj, MusicModel):
-        raise ModelFolderError(path, "'model' is not a muselq_sb MusicModel")
-    return obj
+    return intro + dump_yaml(header) + text
 
 
 def _training_facts(run_folder: Path, ckpt_dir: Path) -> dict:
     """Hyperparameters and checkpoint meta quoted in the model card."""
-    doc = _read_run_hparams(run_folder)
-    ry = _round_trip_yaml()
-    facts = {k: _plain(_evaluate_applies(ry, doc[k])) for k in CARD_KEYS
-             if k in doc}
+    doc = read_run_hparams(run_folder)
+    facts = {k: _plain(evaluate_applies(doc[k])) for k in CARD_KEYS if k in doc}
     for name in ("brain.ckpt", "CKPT.yaml"):  # plain yaml files
         path = ckpt_dir / name
         if path.is_file():
@@ -376,7 +203,7 @@ def package_model(run_folder: str | Path, out_folder: str | Path) -> Path:
     run_folder, out_folder = Path(run_folder), Path(out_folder)
     model_state, quantizer_state, ckpt_dir = load_run_state(run_folder)
     text = model_yaml(run_folder)
-    model = build_from_yaml(text, run_folder / HPARAMS_FILE)
+    model = build_music_model(text, run_folder / HPARAMS_FILE)
     model.load_state_dict(model_state, strict=True)
     out_folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": "muselq_sb", "version": __version__}
@@ -410,12 +237,12 @@ def load_model_folder(model_folder: str | Path) -> tuple[MusicModel, dict]:
         if not path.is_file():
             raise ModelFolderError(path, "missing: not a packaged model folder")
     text = hparams_path.read_text(encoding="utf-8")
-    model = build_from_yaml(text, hparams_path)
+    model = build_music_model(text, hparams_path)
     try:
         model.load_state_dict(load_file(str(weights)), strict=True)
     except (RuntimeError, OSError) as err:
         raise ModelFolderError(weights, f"does not fit the yaml model ({err})") from err
-    info = {k: v for k, v in yaml.safe_load(_strip_tags(text)).items()
+    info = {k: v for k, v in yaml.safe_load(strip_tags(text)).items()
             if not isinstance(v, (dict, list))}
     return model.eval(), info
 
@@ -442,7 +269,3 @@ def load_quantizer(model_folder: str | Path) -> torch.nn.Module:
     quantizer.load_state_dict(load_file(str(weights)), strict=True)
     return quantizer
 
-
-def _strip_tags(text: str) -> str:
-    """Yaml text with HyperPyYAML tags removed (for ``yaml.safe_load``)."""
-    return _TAG.sub("", text)

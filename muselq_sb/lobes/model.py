@@ -1,5 +1,6 @@
 """The music encoder: waveform -> log-mel -> normalisation -> convolutional
-subsampling (25 Hz) -> Branchformer / Conformer -> hidden states.
+subsampling (25 Hz) -> Branchformer / Conformer -> hidden states; and its
+one loader, :func:`load_music_model` (a pre-training run's latest checkpoint).
 
 Authors
  * muselq_sb team
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 from speechbrain.nnet.attention import RelPosEncXL
 from torch import nn
 
@@ -22,6 +22,16 @@ from muselq_sb.lobes.frontend import (
     stack_frames,
     stacked_lengths,
 )
+from muselq_sb.lobes.loading import (
+    HPARAMS_FILE,
+    ModelFolderError,
+    build_from_yaml,
+    latest_checkpoint,
+    load_run_state,
+    run_model_yaml,
+)
+
+__all__ = ["MusicModel", "build_music_model", "latest_checkpoint", "load_music_model"]
 
 
 class MusicModel(nn.Module):
@@ -139,32 +149,49 @@ class MusicModel(nn.Module):
         return stacked_lengths(self.frontend.frame_lengths(n_samples), self.stack)
 
 
-def latest_checkpoint(save_folder: str | Path) -> Path:
-    """The most recent complete checkpoint folder (``CKPT+*``) of a run.
+def build_music_model(text: str, path: str | Path) -> MusicModel:
+    """The ``MusicModel`` of checked model-only yaml text (its ``model`` key).
 
-    A folder counts only when its ``CKPT.yaml`` exists (written last by
-    SpeechBrain), so a checkpoint cut by a crash is never picked.
+    Arguments
+    ---------
+    text : str
+        Model-only HyperPyYAML text (a packaged ``hyperparams.yaml`` or
+        :func:`~muselq_sb.lobes.loading.run_model_yaml`).
+    path : path-like
+        Where it comes from (for messages).
+
+    Returns
+    -------
+    MusicModel
+        With freshly initialised weights (drawn from torch's random state).
+
+    Example
+    -------
+    >>> build_music_model("model: !new:torch.nn.Identity", "h.yaml")
+    Traceback (most recent call last):
+    ...
+    muselq_sb.lobes.loading.ModelFolderError: h.yaml: 'model' is not a muselq_sb MusicModel
     """
-    save_folder = Path(save_folder)
-    candidates = []
-    for folder in save_folder.glob("CKPT+*"):
-        meta = folder / "CKPT.yaml"
-        if meta.is_file():
-            with open(meta, encoding="utf-8") as f:
-                info = yaml.safe_load(f) or {}
-            candidates.append((float(info.get("unixtime", 0)), folder.name, folder))
-    if not candidates:
-        raise FileNotFoundError(f"no complete checkpoint in {save_folder}")
-    return max(candidates)[2]
+    model = build_from_yaml(text, path)
+    if not isinstance(model, MusicModel):
+        raise ModelFolderError(path, "'model' is not a muselq_sb MusicModel")
+    return model
 
 
 def load_music_model(
     source: str | Path,
     random_init: bool = False,
     device: str = "cpu",
-    overrides: Optional[dict] = None,
 ) -> MusicModel:
     """Loads the encoder of a pre-training run, frozen, in eval mode.
+
+    The one loader of a run's encoder (the downstream suite, the inference
+    API and the export use it). The model is built from the run's model
+    definition alone (:func:`~muselq_sb.lobes.loading.run_model_yaml`): the
+    training yaml's ``seed_everything`` line does not run, so random weights
+    come from the caller's random state (seed it for a reproducible
+    baseline). The checkpoint is read with ``weights_only``: a pickled
+    object is refused with ``ModelFolderError``.
 
     Arguments
     ---------
@@ -176,35 +203,27 @@ def load_music_model(
         normalisation statistics (the random-weights baseline).
     device : str
         Where to put the model.
-    overrides : dict, optional
-        HyperPyYAML overrides applied when rebuilding the model.
 
     Returns
     -------
     MusicModel
         With ``requires_grad`` off and ``eval()`` mode.
     """
-    from hyperpyyaml import load_hyperpyyaml
-
     source = Path(source)
-    hparams_file = source / "hyperparams.yaml"
-    if not hparams_file.is_file():
-        raise FileNotFoundError(
-            f"{hparams_file} not found: source must be a pre-training "
-            "output folder"
-        )
-    with open(hparams_file, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, overrides or {})
-    model: MusicModel = hparams["model"]
-    ckpt = latest_checkpoint(source / "save") / "ssl_model.ckpt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    prefix = "model."
-    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if random_init:
-        own = {k: v for k, v in own.items() if k.startswith("normalizer.")}
-        model.load_state_dict(own, strict=False)
+    state, _, ckpt_dir = load_run_state(source)
+    model = build_music_model(run_model_yaml(source), source / HPARAMS_FILE)
+    if random_init:  # the baseline keeps the run's input statistics
+        state = {k: v for k, v in state.items() if k.startswith("normalizer.")}
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if k.startswith("normalizer.")]
+        if missing or result.unexpected_keys:
+            raise ModelFolderError(
+                ckpt_dir / "ssl_model.ckpt",
+                f"input statistics do not fit the model (missing {missing}, "
+                f"unexpected {result.unexpected_keys})",
+            )
     else:
-        model.load_state_dict(own, strict=True)
+        model.load_state_dict(state, strict=True)
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

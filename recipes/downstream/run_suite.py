@@ -2,19 +2,23 @@
 """Runs every prepared MIR task for a checkpoint and the two baselines.
 
     python recipes/downstream/run_suite.py --encoder=results/brn_sum/1234 \
-        --tasks_root=data/tasks [--tasks=gtzan,emomusic] \
+        --tasks_root=data/tasks [--tasks=gtzan,emomusic] [--n_seeds=5] \
         [--output_folder=results/downstream_suite] [--device=cuda:0] \
         [--number_of_epochs=20 ...]
 
-Any other ``--key=value`` is a yaml override applied to every task. Writes
-``results.md``, ``results.csv``, ``results.png`` and ``results.json``
-(Table 3 layout, the paper's rows beside ours) into the output folder.
+Every probe runs with ``--n_seeds`` seeds (``--first_seed`` and the next
+ones; random weights: one encoder per seed). Any other ``--key=value`` is a
+yaml override applied to every task. Writes ``results.md``, ``results.csv``,
+``results.png`` (mean ± std and 95 % intervals over seeds; Table 3 layout,
+the paper's rows beside ours) and ``results.json`` (every seed) into the
+output folder.
 
 Authors
  * muselq_sb team
 """
 import argparse
 import sys
+import time
 
 from muselq_sb.downstream.suite import run_suite
 
@@ -28,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--output_folder", default="results/downstream_suite")
     parser.add_argument("--hparams_dir", default="hparams/downstream")
     parser.add_argument("--no_baselines", action="store_true")
+    parser.add_argument("--n_seeds", type=int, default=5, help="probe seeds per run")
+    parser.add_argument("--first_seed", type=int, default=1234)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--debug", action="store_true", help="2 batches x 2 epochs")
     parser.add_argument("--noprogressbar", action="store_true")
@@ -43,6 +49,7 @@ def parse_args(argv):
 
 if __name__ == "__main__":
     args, overrides = parse_args(sys.argv[1:])
+    started = time.time()
     run_suite(
         encoder=args.encoder,
         tasks_root=args.tasks_root,
@@ -53,5 +60,8 @@ if __name__ == "__main__":
         run_opts={"device": args.device, "debug": args.debug,
                   "noprogressbar": args.noprogressbar},
         overrides=overrides,
+        n_seeds=args.n_seeds,
+        first_seed=args.first_seed,
     )
-    print(f"results written to {args.output_folder}/results.md")
+    print(f"suite done in {time.time() - started:.0f} s; "
+          f"results written to {args.output_folder}/results.md")
