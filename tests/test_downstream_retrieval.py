@@ -13,11 +13,11 @@ def test_precision_at_1_by_hand():
     # track c is unique: not a query, but a candidate that can be nearest
     keys = ["a", "a", "b", "b", "c"]
     assert same_key_hits(x, keys).tolist() == [True, True, False, True]
-    assert retrieval_precision_at_1(x, keys) == 0.75
+    assert retrieval_precision_at_1(x, keys) == (0.75, 4)
     # cosine, not Euclidean: a longer vector in the same direction is nearest
     assert retrieval_precision_at_1(np.array([[1.0, 0.1], [9.0, 1.0], [1.0, 1.0]]),
-                                    ["a", "a", "b"]) == 1.0
-    with pytest.raises(ValueError, match="every key is unique"):
+                                    ["a", "a", "b"]) == (1.0, 2)
+    with pytest.raises(ValueError, match="no item shares its key"):
         retrieval_precision_at_1(x[:3], ["a", "b", "c"])
     with pytest.raises(ValueError, match="one key per row"):
         same_key_hits(x, keys[:2])

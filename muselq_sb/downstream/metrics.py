@@ -81,55 +81,6 @@ def key_weighted_score(references: Sequence[str], estimates: Sequence[str]) -> f
     return float(np.mean(scores))
 
 
-def retrieval_precision_at_1(
-    embeddings: np.ndarray | torch.Tensor, keys: Sequence[Hashable]
-) -> tuple[float, int]:
-    """Precision@1 of retrieving an item of the same key (e.g. same track).
-
-    Every item that shares its key with at least one other item is a query;
-    its nearest other item by cosine similarity (itself excluded; the first
-    one on a tie) is a hit when it has the same key. Items alone with their
-    key are not queries but can still be retrieved (as misses).
-
-    Arguments
-    ---------
-    embeddings : np.ndarray or torch.Tensor
-        [N, D] one embedding per item.
-    keys : sequence
-        N keys; items of one key should find each other.
-
-    Returns
-    -------
-    (float, int)
-        The fraction of queries whose nearest item is a hit, and the number
-        of queries.
-
-    Example
-    -------
-    >>> e = np.array([[1., 0.], [4., 3.], [0., 1.], [-1., 0.], [3., -4.]])
-    >>> retrieval_precision_at_1(e, ["x", "x", "y", "y", "z"])
-    (0.75, 4)
-
-    Items 0 and 1 (cosine 0.8) find each other; item 2 finds item 1 (0.6),
-    a miss; item 3 finds item 2 (0 > -0.6); item 4 is alone with "z".
-    """
-    values = np.asarray(embeddings, dtype=np.float64)
-    if values.ndim != 2 or len(values) != len(keys):
-        raise ValueError(f"expected [N, D] embeddings for {len(keys)} keys, "
-                         f"got shape {values.shape}")
-    codes = np.unique(np.asarray(keys, dtype=object).astype(str),
-                      return_inverse=True)[1]
-    queries = np.bincount(codes)[codes] > 1
-    if not queries.any():
-        raise ValueError("no item shares its key with another: nothing to retrieve")
-    norms = np.linalg.norm(values, axis=1, keepdims=True)
-    unit = values / np.maximum(norms, np.finfo(np.float64).tiny)
-    similarity = unit[queries] @ unit.T
-    similarity[np.arange(int(queries.sum())), np.flatnonzero(queries)] = -np.inf
-    hits = codes[similarity.argmax(axis=1)] == codes[queries]
-    return float(hits.mean()), int(queries.sum())
-
-
 def multilabel_scores(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Macro ROC-AUC and AP over the labels that can be scored.
 
@@ -433,16 +384,31 @@ def same_key_hits(embeddings: torch.Tensor | np.ndarray, keys: Sequence[Hashable
 
 def retrieval_precision_at_1(
     embeddings: torch.Tensor | np.ndarray, keys: Sequence[Hashable]
-) -> float:
-    """Same-key retrieval precision@1 (cosine; see :func:`same_key_hits`).
+) -> tuple[float, int]:
+    """Precision@1 of retrieving an item of the same key (e.g. same track).
+
+    Every item that shares its key with at least one other item is a query;
+    its nearest other item by cosine similarity (itself excluded; the first
+    one on a tie) is a hit when it has the same key (:func:`same_key_hits`).
+    Items alone with their key are not queries but can still be retrieved
+    (as misses).
+
+    Returns
+    -------
+    (float, int)
+        The fraction of queries whose nearest item is a hit, and the number
+        of queries.
 
     Example
     -------
-    >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.8, 0.6], [1, 1]])
-    >>> retrieval_precision_at_1(x, ["a", "a", "b", "b", "c"])
-    0.5
+    >>> e = np.array([[1., 0.], [4., 3.], [0., 1.], [-1., 0.], [3., -4.]])
+    >>> retrieval_precision_at_1(e, ["x", "x", "y", "y", "z"])
+    (0.75, 4)
+
+    Items 0 and 1 (cosine 0.8) find each other; item 2 finds item 1 (0.6),
+    a miss; item 3 finds item 2 (0 > -0.6); item 4 is alone with "z".
     """
     hits = same_key_hits(embeddings, keys)
     if not hits.size:
-        raise ValueError("no query: every key is unique (precision@1 undefined)")
-    return float(hits.mean())
+        raise ValueError("no item shares its key with another: nothing to retrieve")
+    return float(hits.mean()), int(hits.size)
