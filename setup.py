@@ -53,7 +53,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
-            "muselq-demo-corpus=muselq_sb.dataio.demo_corpus:main",
+            "muselq-demo-corpus=muselq_sb.prepare.demo:main",
             "muselq-embed=muselq_sb.inference.cli:main",
         ]
     },

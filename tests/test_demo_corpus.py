@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
+from pathlib import Path
 
 import mir_eval
 import numpy as np
@@ -11,13 +13,16 @@ import soundfile as sf
 
 from muselq_sb.dataio import demo_corpus as dc
 from muselq_sb.dataio.manifest import read_manifest, read_task
+from muselq_sb.prepare import demo
+
+EXPECTED_SHA256 = Path(__file__).parent / "fixtures" / "demo_corpus_sha256.json"
 
 SMALL = dict(n_music=12, n_notes=8, n_voice=12, clip_seconds=2.0, progress=False)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return dc.build_demo_corpus(tmp_path_factory.mktemp("demo"), seed=0, workers=1, **SMALL)
+    return demo.build_demo_corpus(tmp_path_factory.mktemp("demo"), seed=0, workers=1, **SMALL)
 
 
 def _rows(folder):
@@ -41,13 +46,13 @@ def test_layout_and_audio_format(corpus):
     assert len(ids) == len(set(ids)) == 32 and len(pretrain["valid"]) >= 1
 
 
-@pytest.mark.parametrize("name", sorted(dc.TASKS))
+@pytest.mark.parametrize("name", sorted(demo.TASKS))
 def test_every_task_folder_is_complete(corpus, name):
     info = read_task(corpus / "tasks" / name)
     rows = _rows(corpus / "tasks" / name)
     assert set(rows) == {"train", "valid", "test"}
     everything = [r for split in rows.values() for r in split]
-    family = dc.TASKS[name].family
+    family = demo.TASKS[name][1]
     assert len(everything) == {"music": 12, "note": 8, "voice": 12}[family]
     assert all(r["ID"].startswith(family) for r in everything)
     # default shares 5 / 1 / 4, dealt in cycles of ten
@@ -70,54 +75,69 @@ def test_key_classes_are_mir_eval_keys(corpus):
 
 
 @pytest.mark.parametrize("shares, sizes", [((8, 1, 1), [32, 4, 4]),
-                                            (dc.SPLIT_SHARES, [20, 4, 16])])
+                                            (demo.SPLIT_SHARES, [20, 4, 16])])
 def test_multiclass_splits_are_stratified(shares, sizes):
     rows = [{"ID": f"i{k}", "label": "ab"[k % 2]} for k in range(40)]
-    splits = dc._split(rows, "label", seed=0, name="t", shares=shares)
+    splits = demo.split_items(rows, "label", seed=0, name="t", shares=shares)
     assert [len(splits[s]) for s in ("train", "valid", "test")] == sizes
     for split in splits.values():
         assert {r["label"] for r in split} == {"a", "b"}
     with pytest.raises(ValueError, match="three positive integers"):
-        dc._split(rows, "label", seed=0, name="t", shares=(8, 0, 2))
+        demo.split_items(rows, "label", seed=0, name="t", shares=(8, 0, 2))
 
 
 def test_default_corpus_has_100_test_items_per_task():
-    defaults = inspect.signature(dc.build_demo_corpus).parameters
+    defaults = inspect.signature(demo.build_demo_corpus).parameters
     for family, count in (("music", "n_music"), ("note", "n_notes"), ("voice", "n_voice")):
         rows = [{"ID": str(i), "label": str(i % 7)} for i in range(defaults[count].default)]
-        splits = dc._split(rows, "label", 0, family, defaults["split_shares"].default)
+        splits = demo.split_items(rows, "label", 0, family, defaults["split_shares"].default)
         assert len(splits["test"]) >= 100, family
         assert len(splits["train"]) >= len(splits["test"])
 
 
 def test_same_seed_same_bytes_whatever_the_workers(corpus, tmp_path):
-    again = dc.build_demo_corpus(tmp_path / "again", seed=0, workers=2, **SMALL)
+    again = demo.build_demo_corpus(tmp_path / "again", seed=0, workers=2, **SMALL)
     assert _hashes(again) == _hashes(corpus)
     a = (corpus / "tasks" / "demo_tags" / "train.csv").read_text()
     b = (again / "tasks" / "demo_tags" / "train.csv").read_text()
     assert a.replace(str(corpus), "") == b.replace(str(again), "")
-    other = dc.build_demo_corpus(tmp_path / "other", seed=1, workers=1, **SMALL)
+    other = demo.build_demo_corpus(tmp_path / "other", seed=1, workers=1, **SMALL)
     assert set(_hashes(other).values()).isdisjoint(_hashes(corpus).values())
+
+
+def test_outputs_keep_their_bytes(tmp_path):
+    """Every file of a small corpus (seed 0) has the bytes it had when the
+    corpus was first written (the hashes were computed then; the corpus
+    root inside the manifests is replaced by ``<root>``)."""
+    root = demo.build_demo_corpus(tmp_path / "demo", seed=0, n_music=8, n_notes=4,
+                                  n_voice=6, clip_seconds=1.0, workers=1,
+                                  progress=False)
+    got = {p.relative_to(root).as_posix(): hashlib.sha256(
+               p.read_bytes().replace(str(root).encode(), b"<root>")).hexdigest()
+           for p in sorted(root.rglob("*")) if p.is_file()}
+    expected = json.loads(EXPECTED_SHA256.read_text())
+    assert sorted(got) == sorted(expected)
+    assert [f for f in expected if got[f] != expected[f]] == []
 
 
 def test_cache_skips_and_rebuilds(tmp_path):
     small = dict(SMALL, n_music=2, n_notes=1, n_voice=1, clip_seconds=1.0)
-    root = dc.build_demo_corpus(tmp_path / "c", workers=1, **small)
+    root = demo.build_demo_corpus(tmp_path / "c", workers=1, **small)
     stamp = (root / "pretrain" / "task.json").stat().st_mtime_ns
-    dc.build_demo_corpus(root, workers=1, **small)
+    demo.build_demo_corpus(root, workers=1, **small)
     assert (root / "pretrain" / "task.json").stat().st_mtime_ns == stamp
     (root / "pretrain" / "task.json").unlink()  # an interrupted build
-    dc.build_demo_corpus(root, workers=1, **small)
+    demo.build_demo_corpus(root, workers=1, **small)
     assert (root / "pretrain" / "task.json").is_file()
-    dc.build_demo_corpus(root, workers=1, **dict(small, n_music=1))  # new config
+    demo.build_demo_corpus(root, workers=1, **dict(small, n_music=1))  # new config
     assert len(list((root / "audio" / "music").glob("*.wav"))) == 1
 
 
 def test_default_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MUSELQ_SB_DATA", str(tmp_path))
-    assert dc.default_demo_root() == tmp_path / "demo_corpus"
+    assert demo.default_demo_root() == tmp_path / "demo_corpus"
     monkeypatch.delenv("MUSELQ_SB_DATA")
-    assert dc.default_demo_root().parts[-3:] == (".cache", "muselq_sb", "demo_corpus")
+    assert demo.default_demo_root().parts[-3:] == (".cache", "muselq_sb", "demo_corpus")
 
 
 def _estimate_pitch(y):
@@ -182,7 +202,7 @@ def test_voice_singers_differ_and_techniques_are_validated():
 
 
 def test_plots_and_cli(corpus, tmp_path, capsys):
-    dc.main(["--root", str(corpus), "--plots", str(tmp_path / "img"), "--n-music", "12",
+    demo.main(["--root", str(corpus), "--plots", str(tmp_path / "img"), "--n-music", "12",
              "--n-notes", "8", "--n-voice", "12", "--clip-seconds", "2", "--workers", "1"])
     out = capsys.readouterr().out
     assert "demo_key" in out  # the cached corpus was reused and summarised

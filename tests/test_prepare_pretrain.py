@@ -12,7 +12,8 @@ from muselq_sb.prepare.common import PrepareError
 from muselq_sb.prepare.fma import list_fma, read_fma_tracks
 from muselq_sb.prepare.folder import list_folder
 from muselq_sb.prepare.music4all import list_music4all
-from muselq_sb.prepare.pretrain import prepare_pretrain, write_pretrain_task
+from muselq_sb.prepare.common import write_pretrain_task
+from muselq_sb.prepare.pretrain import prepare_pretrain
 from tests.fixtures.audio import write_audio
 from tests.fixtures.fma import write_fma
 from tests.fixtures.music4all import MISSING, UNREADABLE, write_music4all
@@ -230,7 +231,7 @@ def test_cli_through_dispatcher_and_errors(tmp_path, capsys):
 
 
 def test_demo_source(tmp_path):
-    from muselq_sb.dataio.demo_corpus import build_demo_corpus
+    from muselq_sb.prepare.demo import build_demo_corpus
     from muselq_sb.prepare.pretrain import main
 
     root = build_demo_corpus(tmp_path / "demo", n_music=2, n_notes=1, n_voice=1,

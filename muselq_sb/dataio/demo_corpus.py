@@ -11,36 +11,25 @@ Three families of clips are synthesised (24 kHz mono, 16-bit wav):
 * sung vowels like VocalSet: a glottal pulse train through formant filters,
   with a singer identity (fixed voice parameters) and a technique.
 
-``build_demo_corpus`` writes the audio, a pre-training task folder and one
-task folder per downstream task; a second call with the same configuration
-does nothing. Every clip has its own random generator seeded by
-``(seed, family, index)``, so the same seed gives byte-identical files
-whatever the number of worker processes.
+``plan_clips`` fixes what every clip is (balanced styles, keys,
+instruments, singers and techniques) and ``render_clip`` synthesises one
+clip with its own random generator seeded by ``(seed, family, index)``, so
+the same seed gives the same samples whatever the number of worker
+processes. Writing the corpus (audio files, task folders, cache) is the
+preparation step ``muselq_sb.prepare.demo``.
 
 Authors
  * muselq_sb team
 """
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing
-import os
-import shutil
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-import soundfile as sf
 from scipy.signal import lfilter
-from tqdm import tqdm
-
-from muselq_sb.dataio.manifest import read_task, write_task
 
 SAMPLE_RATE = 24000
-DEMO_VERSION = 1
 TABLE_SIZE = 4096
 NOTE_SECONDS = 4.0
 NOTE_HOLD_SECONDS = 3.0
@@ -48,9 +37,6 @@ VOICE_SECONDS = 4.0
 TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
 KEYS = tuple(f"{t} {m}" for m in MODES for t in TONICS)
-#: Default train / valid / test shares of the downstream tasks: a large test
-#: share, so that each test split has 100 items (enough to tell encoders apart).
-SPLIT_SHARES = (5, 1, 4)
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 NOTE_PITCHES = (36, 84)
 FAMILIES = ("music", "note", "voice")
@@ -557,16 +543,37 @@ def render_voice(singer: Singer, technique: str,
     return y.astype(np.float32), {"technique": technique, "vowel": vowel}
 
 
+
+
 # --------------------------------------------------------------------------
-# Corpus plan, rendering jobs, task folders
+# The corpus: one job per clip
 # --------------------------------------------------------------------------
 def _balanced(values: Sequence, n: int, rng: np.random.Generator) -> list:
     """``n`` values cycling through ``values`` in a random order."""
     return [values[i] for i in rng.permutation(np.resize(np.arange(len(values)), n))]
 
 
-def _plan(config: Mapping) -> list[dict]:
-    """One job per clip, with the labels fixed by the parent process."""
+def plan_clips(config: Mapping) -> list[dict]:
+    """One job per clip (``family``, ``index`` and its fixed labels).
+
+    Arguments
+    ---------
+    config : mapping
+        ``seed``, ``n_music``, ``n_notes``, ``n_voice`` and ``n_singers``.
+
+    Returns
+    -------
+    list of dict
+        Music clips (``style``, ``key``), then notes (``instrument``), then
+        voices (``singer``, ``technique``).
+
+    Example
+    -------
+    >>> jobs = plan_clips({"seed": 0, "n_music": 2, "n_notes": 1,
+    ...                    "n_voice": 1, "n_singers": 1})
+    >>> [(j["family"], j["index"]) for j in jobs]
+    [('music', 0), ('music', 1), ('note', 0), ('voice', 0)]
+    """
     rng = np.random.default_rng([config["seed"], 7])
     styles = _balanced(sorted(STYLES), config["n_music"], rng)
     keys = _balanced(KEYS, config["n_music"], rng)
@@ -582,350 +589,35 @@ def _plan(config: Mapping) -> list[dict]:
     return jobs
 
 
-def _render_job(args: tuple[dict, dict, str]) -> dict:
-    """Renders and writes one clip; returns its manifest fields."""
-    job, config, audio_root = args
+def render_clip(job: Mapping, config: Mapping) -> tuple[np.ndarray, dict]:
+    """The samples and labels of one job of :func:`plan_clips`.
+
+    Arguments
+    ---------
+    job : mapping
+        One job.
+    config : mapping
+        ``seed``, ``clip_seconds`` (music) and ``n_singers`` (voices).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        float32 samples at ``SAMPLE_RATE`` and the clip's labels.
+
+    Example
+    -------
+    >>> config = {"seed": 0, "n_music": 1, "n_notes": 0, "n_voice": 0,
+    ...           "n_singers": 1, "clip_seconds": 0.5}
+    >>> y, labels = render_clip(plan_clips(config)[0], config)
+    >>> y.shape, sorted(labels)[:3]
+    ((12000,), ['arousal', 'genre', 'key'])
+    """
     family, index = job["family"], job["index"]
     rng = np.random.default_rng([config["seed"], FAMILIES.index(family), index])
     if family == "music":
-        y, labels = render_music(job["style"], job["key"], config["clip_seconds"], rng)
-    elif family == "note":
-        y, labels = render_single_note(job["instrument"], rng)
-    else:
-        singer = make_singers(config["seed"], config["n_singers"])[job["singer"]]
-        y, labels = render_voice(singer, job["technique"], rng)
-        labels["singer"] = f"singer{job['singer']}"
-    item_id = f"{family}_{index:04d}"
-    path = Path(audio_root) / family / f"{item_id}.wav"
-    sf.write(str(path), y, SAMPLE_RATE, subtype="PCM_16")
-    return {"ID": item_id, "family": family, "path": str(path),
-            "duration": y.size / SAMPLE_RATE, "start": "", "stop": "", **labels}
-
-
-def _split(rows: Sequence[dict], strata: str | None, seed: int, name: str,
-           shares: Sequence[int] = SPLIT_SHARES) -> dict[str, list[dict]]:
-    """Seeded train/valid/test split in ``shares``; stratified by ``strata``.
-
-    Items are ordered by stratum (randomly within it) and dealt in cycles of
-    ``sum(shares)`` (by default 10: 5 train, 1 valid, 4 test), so each class
-    of a full cycle of items or more reaches every split.
-
-    Example
-    -------
-    >>> rows = [{"ID": str(i), "label": "ab"[i % 2]} for i in range(20)]
-    >>> parts = _split(rows, "label", 0, "toy", shares=(5, 1, 4))
-    >>> [len(parts[s]) for s in ("train", "valid", "test")]
-    [10, 2, 8]
-    """
-    if len(shares) != 3 or min(shares) < 1:
-        raise ValueError(f"split shares {tuple(shares)}: expected three positive "
-                         "integers (train, valid, test)")
-    rng = np.random.default_rng([seed, sum(map(ord, name))])
-    noise = rng.random(len(rows))
-    order = sorted(range(len(rows)), key=lambda i: (
-        str(rows[i][strata]) if strata else "", noise[i]))
-    n_train, n_valid, _ = shares
-    splits: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
-    for position, i in enumerate(order):
-        cycle = position % sum(shares)
-        split = ("train" if cycle < n_train else
-                 "valid" if cycle < n_train + n_valid else "test")
-        splits[split].append(rows[i])
-    return splits
-
-
-@dataclass(frozen=True)
-class _TaskSpec:
-    family: str
-    task_type: str
-    target: str | tuple[str, ...]
-    source: str  # label field of the rendered clip
-    classes: Callable[[list[dict]], list[str]] | None
-    metrics: tuple[str, ...]
-
-
-def _present(field: str, sort_key: Callable = str) -> Callable[[list[dict]], list[str]]:
-    return lambda rows: sorted({str(r[field]) for r in rows}, key=sort_key)
-
-
-TASKS: dict[str, _TaskSpec] = {
-    "demo_key": _TaskSpec("music", "multiclass", "label", "key", lambda rows: list(KEYS),
-                          ("key_weighted", "accuracy")),
-    "demo_genre": _TaskSpec("music", "multiclass", "label", "genre",
-                            lambda rows: sorted(STYLES), ("accuracy",)),
-    "demo_instrument": _TaskSpec("music", "multiclass", "label", "lead",
-                                 _present("lead"), ("accuracy",)),
-    "demo_tags": _TaskSpec("music", "multilabel", "tags", "tags", lambda rows: list(TAGS),
-                           ("roc_auc", "ap")),
-    "demo_emotion": _TaskSpec("music", "regression", ("arousal", "valence"), "",
-                              None, ("r2",)),
-    "demo_tempo": _TaskSpec("music", "regression", ("tempo",), "", None, ("r2",)),
-    "demo_nsynth_instrument": _TaskSpec("note", "multiclass", "label", "instrument",
-                                        _present("instrument"), ("accuracy",)),
-    "demo_nsynth_pitch": _TaskSpec("note", "multiclass", "pitch", "pitch",
-                                   _present("pitch", int), ("accuracy",)),
-    "demo_vocal_technique": _TaskSpec("voice", "multiclass", "label", "technique",
-                                      _present("technique"), ("accuracy",)),
-    "demo_vocal_singer": _TaskSpec("voice", "multiclass", "label", "singer",
-                                   _present("singer", lambda s: int(s[6:])), ("accuracy",)),
-}
-
-
-def _task_rows(items: list[dict], spec: _TaskSpec) -> list[dict]:
-    base = ("ID", "path", "duration", "start", "stop")
-    rows = []
-    for item in items:
-        row = {k: item[k] for k in base}
-        if spec.task_type == "regression":
-            row.update({t: item[t] for t in spec.target})
-        else:
-            row[spec.target] = item[spec.source]
-        rows.append(row)
-    return rows
-
-
-def _write_tasks(root: Path, items: list[dict], config: Mapping) -> None:
-    for name, spec in TASKS.items():
-        family_items = [it for it in items if it["family"] == spec.family]
-        rows = _task_rows(family_items, spec)
-        strata = spec.target if spec.task_type == "multiclass" else None
-        write_task(root / "tasks" / name, name, spec.task_type,
-                   spec.target if isinstance(spec.target, str) else list(spec.target),
-                   _split(rows, strata, config["seed"], name, config["split_shares"]),
-                   classes=spec.classes(family_items) if spec.classes else None,
-                   metrics=spec.metrics, extra={"demo_config": dict(config)})
-
-
-def _is_built(root: Path, config: Mapping) -> bool:
-    try:
-        info = read_task(root / "pretrain")
-        tasks = [read_task(root / "tasks" / name) for name in TASKS]
-    except (ValueError, OSError):  # absent or unreadable: build again
-        return False
-    return all(t.get("demo_config") == dict(config) for t in [info, *tasks])
-
-
-def _map(fn: Callable, jobs: list, workers: int, done: Callable[[], object]):
-    """``fn`` over ``jobs`` in order, in ``workers`` processes if > 1."""
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap(fn, jobs, chunksize=4):
-                done()
-                yield result
-    else:
-        for job in jobs:
-            yield fn(job)
-            done()
-
-
-def default_demo_root() -> Path:
-    """``$MUSELQ_SB_DATA/demo_corpus``, else ``~/.cache/muselq_sb/demo_corpus``.
-
-    Example
-    -------
-    >>> default_demo_root().name
-    'demo_corpus'
-    """
-    base = os.environ.get("MUSELQ_SB_DATA")
-    return Path(base or Path.home() / ".cache" / "muselq_sb") / "demo_corpus"
-
-
-def build_demo_corpus(
-    root: str | os.PathLike | None = None,
-    seed: int = 0,
-    n_music: int = 250,
-    n_notes: int = 250,
-    n_voice: int = 250,
-    clip_seconds: float = 10.0,
-    n_singers: int = 6,
-    split_shares: Sequence[int] = SPLIT_SHARES,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Builds (or finds already built) the demo corpus under ``root``.
-
-    Arguments
-    ---------
-    root : path-like, optional
-        Output folder (``default_demo_root()`` when None).
-    seed : int
-        Everything is derived from it; same seed, same bytes.
-    n_music, n_notes, n_voice : int
-        Clips per family.
-    clip_seconds : float
-        Length of the music clips (notes and voices last 4 s).
-    n_singers : int
-        Singer identities of the voice clips.
-    split_shares : three ints
-        Train / valid / test shares of every downstream task (default
-        5 / 1 / 4: 100 test items per task with the default counts).
-    workers : int, optional
-        Processes rendering clips (default: up to 2).
-    progress : bool
-        Show a progress bar and print a summary.
-
-    Returns
-    -------
-    pathlib.Path
-        The corpus root, holding ``audio/``, ``pretrain/`` and ``tasks/``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> root = build_demo_corpus(tempfile.mkdtemp(), n_music=3, n_notes=2,
-    ...                          n_voice=2, clip_seconds=1.0, workers=1,
-    ...                          progress=False)
-    >>> sorted(p.name for p in (root / "tasks").iterdir())[:2]
-    ['demo_emotion', 'demo_genre']
-    """
-    from muselq_sb.prepare.pretrain import write_pretrain_task
-
-    root = Path(root) if root is not None else default_demo_root()
-    config = {"version": DEMO_VERSION, "seed": seed, "n_music": n_music,
-              "n_notes": n_notes, "n_voice": n_voice, "clip_seconds": clip_seconds,
-              "n_singers": n_singers, "split_shares": list(split_shares),
-              "sample_rate": SAMPLE_RATE}
-    if _is_built(root, config):
-        return root
-    started = time.time()
-    for sub in ("audio", "pretrain", "tasks"):
-        shutil.rmtree(root / sub, ignore_errors=True)
-    for family in FAMILIES:
-        (root / "audio" / family).mkdir(parents=True, exist_ok=True)
-    jobs = [(job, config, str(root / "audio")) for job in _plan(config)]
-    workers = workers or min(2, os.cpu_count() or 1)
-    with tqdm(total=len(jobs), desc="demo corpus", unit="clip",
-              disable=not progress) as bar:
-        items = list(_map(_render_job, jobs, workers, bar.update))
-    _write_tasks(root, items, config)
-    rows = [{**{k: it[k] for k in ("ID", "path", "duration", "start", "stop")},
-             "group": it["ID"]} for it in items]
-    write_pretrain_task(root / "pretrain", rows, valid_fraction=0.05, seed=seed,
-                        name="demo_pretrain", extra={"demo_config": config})
-    if progress:
-        hours = sum(it["duration"] for it in items) / 3600
-        print(f"demo corpus: {len(items)} clips, {hours * 60:.1f} min of audio, "
-              f"{len(TASKS)} tasks, built in {time.time() - started:.1f} s -> {root}")
-    return root
-
-
-# --------------------------------------------------------------------------
-# Pictures for docs/demo_corpus.md
-# --------------------------------------------------------------------------
-def plot_demo_corpus(root: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Draws ``demo_spectrograms.png`` and ``demo_labels.png`` into ``out_dir``.
-
-    Arguments
-    ---------
-    root : path-like
-        A built demo corpus.
-    out_dir : path-like
-        Where the pictures go.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The two picture files.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    import torchaudio
-
-    from muselq_sb.dataio.manifest import read_manifest
-
-    root, out_dir = Path(root), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    def rows(task: str) -> list[dict]:
-        return [r for s in ("train", "valid", "test")
-                for r in read_manifest(root / "tasks" / task / f"{s}.csv")]
-
-    genre, key, lead = rows("demo_genre"), rows("demo_key"), rows("demo_instrument")
-    key_of = {r["ID"]: r["label"] for r in key}
-    lead_of = {r["ID"]: r["label"] for r in lead}
-    first_of_genre = {r["label"]: r for r in sorted(genre, key=lambda r: r["ID"])}
-    picks = [(f"{g} / {key_of[r['ID']]} / lead {lead_of[r['ID']]}", r["path"])
-             for g, r in sorted(first_of_genre.items())][:4]
-    picks += [(f"note: {rows('demo_nsynth_instrument')[0]['label']}",
-               rows("demo_nsynth_instrument")[0]["path"]),
-              (f"voice: {rows('demo_vocal_technique')[0]['label']}",
-               rows("demo_vocal_technique")[0]["path"])]
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=2048, hop_length=240, n_mels=128)
-    fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.2 * len(picks)))
-    for ax, (title, path) in zip(axes, picks):
-        y, _ = sf.read(path, dtype="float32")
-        spec = torch.log(mel(torch.from_numpy(y)) + 1e-6).numpy()
-        ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
-                  extent=(0, y.size / SAMPLE_RATE, 0, 128))
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel("mel bin")
-    axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    spectrograms = out_dir / "demo_spectrograms.png"
-    fig.savefig(spectrograms, dpi=55)
-    plt.close(fig)
-
-    emotion, tempo = rows("demo_emotion"), rows("demo_tempo")
-    counts = {
-        "genre": [r["label"] for r in genre], "lead instrument": [r["label"] for r in lead],
-        "key": [r["label"] for r in key],
-        "tags": [t for r in rows("demo_tags") for t in r["tags"].split(";")],
-        "vocal technique": [r["label"] for r in rows("demo_vocal_technique")],
-    }
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
-    for ax, (title, values) in zip(axes.flat, counts.items()):
-        names, n = np.unique(values, return_counts=True)
-        ax.bar(range(len(names)), n)
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_title(title)
-    axes.flat[5].hist([float(r["tempo"]) for r in tempo], bins=20)
-    axes.flat[5].set_title("tempo (BPM)")
-    axes.flat[6].hist([int(r["pitch"]) for r in rows("demo_nsynth_pitch")], bins=49)
-    axes.flat[6].set_title("note pitch (MIDI)")
-    a = [float(r["arousal"]) for r in emotion]
-    v = [float(r["valence"]) for r in emotion]
-    genre_of = {r["ID"]: r["label"] for r in genre}
-    colours = [STYLES_INDEX[genre_of[r["ID"]]] for r in emotion]
-    axes.flat[7].scatter(v, a, s=8, c=colours, cmap="tab10")
-    axes.flat[7].set_xlabel("valence")
-    axes.flat[7].set_ylabel("arousal")
-    axes.flat[7].set_title("emotion (colour = genre)")
-    fig.tight_layout()
-    labels = out_dir / "demo_labels.png"
-    fig.savefig(labels, dpi=70)
-    plt.close(fig)
-    return [spectrograms, labels]
-
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m muselq_sb.dataio.demo_corpus --root DIR``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default=None, help="output folder (default: %(default)s -> "
-                        "$MUSELQ_SB_DATA/demo_corpus or ~/.cache/muselq_sb/demo_corpus)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-music", type=int, default=250)
-    parser.add_argument("--n-notes", type=int, default=250)
-    parser.add_argument("--n-voice", type=int, default=250)
-    parser.add_argument("--split-shares", default="5,1,4", metavar="TRAIN,VALID,TEST",
-                        help="shares of the downstream splits (default: %(default)s)")
-    parser.add_argument("--clip-seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--plots", default=None, metavar="DIR",
-                        help="also draw the documentation pictures into DIR")
-    args = parser.parse_args(argv)
-    root = build_demo_corpus(args.root, seed=args.seed, n_music=args.n_music,
-                             n_notes=args.n_notes, n_voice=args.n_voice,
-                             clip_seconds=args.clip_seconds, workers=args.workers,
-                             split_shares=[int(x) for x in args.split_shares.split(",")])
-    print(json.dumps({name: read_task(root / "tasks" / name)["splits"] for name in TASKS}))
-    if args.plots:
-        for path in plot_demo_corpus(root, args.plots):
-            print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+        return render_music(job["style"], job["key"], config["clip_seconds"], rng)
+    if family == "note":
+        return render_single_note(job["instrument"], rng)
+    singer = make_singers(config["seed"], config["n_singers"])[job["singer"]]
+    y, labels = render_voice(singer, job["technique"], rng)
+    return y, {**labels, "singer": f"singer{job['singer']}"}

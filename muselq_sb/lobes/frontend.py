@@ -17,6 +17,8 @@ import torch.distributed as dist
 import torchaudio
 from torch import nn
 
+from muselq_sb.nnet.masking import padding_mask
+
 
 class MelFrontend(nn.Module):
     """Waveform to log-mel spectrogram (computed in float32).
@@ -95,18 +97,6 @@ class MelFrontend(nn.Module):
         n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
         lens = self.frame_lengths(n_samples).clamp(max=mel.shape[1])
         return mel, lens
-
-
-def padding_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Bool [B, max_len], True on padding frames (SpeechBrain polarity).
-
-    Example
-    -------
-    >>> padding_mask(torch.tensor([2, 3]), 3).tolist()
-    [[False, False, True], [False, False, False]]
-    """
-    steps = torch.arange(max_len, device=lens.device)
-    return steps[None, :] >= lens[:, None]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

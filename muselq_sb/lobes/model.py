@@ -18,7 +18,6 @@ from muselq_sb.lobes.frontend import (
     ConvSubsampling,
     FeatureNormalizer,
     MelFrontend,
-    padding_mask,
     stack_frames,
     stacked_lengths,
 )
@@ -30,6 +29,7 @@ from muselq_sb.lobes.loading import (
     load_run_state,
     run_model_yaml,
 )
+from muselq_sb.nnet.masking import padding_mask
 
 __all__ = ["MusicModel", "build_music_model", "latest_checkpoint", "load_music_model"]
 

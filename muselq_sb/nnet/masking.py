@@ -15,10 +15,20 @@ from typing import Optional
 import torch
 from torch import nn
 
-from muselq_sb.lobes.frontend import padding_mask
-
 FILLS = ("zeros", "noise")
 DOMAINS = ("mel", "waveform")
+
+
+def padding_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Bool [B, max_len], True on padding frames (SpeechBrain polarity).
+
+    Example
+    -------
+    >>> padding_mask(torch.tensor([2, 3]), 3).tolist()
+    [[False, False, True], [False, False, False]]
+    """
+    steps = torch.arange(max_len, device=lens.device)
+    return steps[None, :] >= lens[:, None]
 
 
 class SpanMasker(nn.Module):

@@ -7,7 +7,8 @@ Usage::
 
 ``<dataset>`` names a module ``muselq_sb.prepare.<dataset>``; it is imported
 only when asked for, so a data set whose module fails to import does not
-affect the others. A ``PrepareError`` is reported as one line (exit status
+affect the others. The pre-training sources ``music4all``, ``fma`` and
+``folder`` run ``muselq_sb.prepare.pretrain.source_cli``. A ``PrepareError`` is reported as one line (exit status
 1) instead of a traceback, as ``python -m muselq_sb.prepare.<dataset>``
 does (``muselq_sb.prepare.common.run_cli``).
 
@@ -16,15 +17,22 @@ Authors
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Sequence
 
 from muselq_sb.prepare.common import PrepareError, PrepareExit, report_error
+from muselq_sb.prepare.pretrain import source_cli
 
 DATASETS = ("music4all", "fma", "folder", "mtat", "mtg_jamendo", "giantsteps",
-            "gtzan", "emomusic", "nsynth", "vocalset", "debian_music", "shards")
+            "gtzan", "emomusic", "nsynth", "vocalset", "debian_music", "shards",
+            "demo")
+#: Pre-training sources (one ``pretrain`` task folder) and their description.
+SOURCES = {"music4all": "Prepare Music4All for pre-training.",
+           "fma": "Prepare FMA large/full for pre-training.",
+           "folder": "Prepare a plain folder of audio for pre-training."}
 USAGE = (
     "usage: python -m muselq_sb.prepare <dataset> --data_folder X "
     "--save_folder Y [options]\n"
@@ -35,7 +43,7 @@ USAGE = (
 )
 
 
-def load_module(name: str) -> ModuleType:
+def load_module(name: str) -> ModuleType | SimpleNamespace:
     """Imports the preparation module of data set ``name``.
 
     Arguments
@@ -46,21 +54,26 @@ def load_module(name: str) -> ModuleType:
     Returns
     -------
     module
-        ``muselq_sb.prepare.<name>``, which has ``main(argv)``.
+        ``muselq_sb.prepare.<name>``, which has ``main(argv)``; for a
+        pre-training source, a namespace whose ``main`` is ``source_cli``.
 
     Example
     -------
     >>> load_module("nsynth").__name__
     'muselq_sb.prepare.nsynth'
+    >>> load_module("fma").main.func.__name__
+    'source_cli'
     >>> load_module("timit")
     Traceback (most recent call last):
     ...
-    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music, shards
+    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music, shards, demo
     """
     if name not in DATASETS:
         raise SystemExit(
             f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}"
         )
+    if name in SOURCES:
+        return SimpleNamespace(main=functools.partial(source_cli, name, SOURCES[name]))
     module_name = f"{__package__}.{name}"
     try:
         return importlib.import_module(module_name)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+import numpy as np
 import soundfile as sf
 
 from muselq_sb.dataio.manifest import (
@@ -153,24 +154,6 @@ def summarize_task(folder: str | os.PathLike) -> str:
         lines.append("  skipped: " + ", ".join(
             f"{count} {reason}" for reason, count in skipped.items()))
     return "\n".join(lines)
-
-
-def count_labels(
-    rows: Sequence[Mapping[str, str]], column: str
-) -> dict[str, int]:
-    """Counts class occurrences in a manifest column (``;``-joined allowed).
-
-    Example
-    -------
-    >>> count_labels([{"tags": "a;b"}, {"tags": "a"}], "tags")
-    {'a': 2, 'b': 1}
-    """
-    counts: dict[str, int] = {}
-    for row in rows:
-        for name in str(row[column]).split(";"):
-            if name:
-                counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def _first_undecodable_line(path: str | os.PathLike, encoding: str) -> int | None:
@@ -425,6 +408,59 @@ class TaskSpec:
     classes: tuple[str, ...] | None = None
     metrics: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+
+
+def write_pretrain_task(
+    folder: str | os.PathLike,
+    rows: Sequence[Mapping[str, object]],
+    valid_fraction: float,
+    seed: int,
+    name: str = "pretrain",
+    extra: Mapping[str, object] | None = None,
+) -> Path:
+    """Writes a "pretrain" task folder, holding out whole groups for valid.
+
+    Arguments
+    ---------
+    folder : path-like
+        The task folder (``train.csv``, ``valid.csv``, ``task.json``).
+    rows : sequence of dict
+        Manifest rows with a ``group`` column (the track id).
+    valid_fraction : float
+        Fraction of the groups (tracks) held out; at least one group when
+        the fraction is positive and there are two groups or more.
+    seed : int
+        Seed of the held-out draw.
+    name : str
+        Task name in ``task.json``.
+    extra : mapping, optional
+        More ``task.json`` fields.
+
+    Returns
+    -------
+    pathlib.Path
+        ``folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"ID": f"{g}-{k}", "path": "/a.wav", "duration": 1.0,
+    ...          "group": g} for g in "abcd" for k in range(2)]
+    >>> folder = write_pretrain_task(tempfile.mkdtemp(), rows, 0.25, seed=0)
+    >>> read_task(folder)["splits"]
+    {'train': 6, 'valid': 2}
+    """
+    groups = sorted({str(r["group"]) for r in rows})
+    n_valid = int(round(valid_fraction * len(groups)))
+    if valid_fraction > 0 and len(groups) >= 2:
+        n_valid = min(max(n_valid, 1), len(groups) - 1)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    held_out = {groups[i] for i in order[:n_valid]}
+    splits = {
+        "train": [r for r in rows if str(r["group"]) not in held_out],
+        "valid": [r for r in rows if str(r["group"]) in held_out],
+    }
+    return write_task(folder, name, "pretrain", "group", splits, extra=extra)
 
 
 class Built(NamedTuple):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from muselq_sb.prepare.common import (
     PrepareError,
@@ -155,14 +155,3 @@ def list_fma(
                            fma_audio_path(audio_dir, track_id), "FMA", tracks_csv)
     return listing
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m muselq_sb.prepare.fma --data_folder FMA_ROOT --save_folder OUT``."""
-    from muselq_sb.prepare.pretrain import source_cli
-
-    source_cli("fma", "Prepare FMA large/full for pre-training.", argv)
-    return 0
-
-
-if __name__ == "__main__":
-    main()

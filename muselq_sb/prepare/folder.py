@@ -13,7 +13,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from muselq_sb.prepare.common import require_dir
 
@@ -123,14 +122,3 @@ def list_folder(root: str | os.PathLike, prefix: str = "folder") -> TrackListing
     tracks = [(track_id_from_path(p.relative_to(root), prefix), p.resolve()) for p in files]
     return TrackListing(tracks=tracks, inputs=[])
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m muselq_sb.prepare.folder --data_folder DIR --save_folder OUT``."""
-    from muselq_sb.prepare.pretrain import source_cli
-
-    source_cli("folder", "Prepare a plain folder of audio for pre-training.", argv)
-    return 0
-
-
-if __name__ == "__main__":
-    main()

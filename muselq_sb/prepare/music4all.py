@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-from typing import Sequence
 
 from muselq_sb.prepare.common import (
     PrepareError,
@@ -100,14 +99,3 @@ def list_music4all(root: str | os.PathLike) -> TrackListing:
                            "Music4All", info)
     return listing
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m muselq_sb.prepare.music4all --data_folder M4A --save_folder OUT``."""
-    from muselq_sb.prepare.pretrain import source_cli
-
-    source_cli("music4all", "Prepare Music4All for pre-training.", argv)
-    return 0
-
-
-if __name__ == "__main__":
-    main()

@@ -19,40 +19,22 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
-
 from muselq_sb.dataio.audio import fixed_segments
-from muselq_sb.dataio.manifest import is_up_to_date, read_task, write_task
-from muselq_sb.prepare.common import audio_duration, summarize_task
+from muselq_sb.dataio.manifest import is_up_to_date, read_task
+from muselq_sb.prepare.common import audio_duration, summarize_task, write_pretrain_task
+from muselq_sb.prepare.demo import list_demo
 from muselq_sb.prepare.fma import list_fma
 from muselq_sb.prepare.folder import TrackListing, list_folder
 from muselq_sb.prepare.music4all import list_music4all
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "pretrain"
-
-
-def _list_demo(path: str | os.PathLike) -> TrackListing:
-    """The clips of the demo corpus at ``path``.
-
-    A corpus already built there is used whatever its configuration (the
-    caller may have built it with another seed); else the default one is
-    built.
-    """
-    from muselq_sb.dataio.demo_corpus import build_demo_corpus
-
-    root = Path(path)
-    if not (root / "pretrain" / "task.json").is_file():
-        build_demo_corpus(root)
-    return list_folder(root / "audio", prefix="demo")
-
 
 SOURCES: dict[str, Callable[..., TrackListing]] = {
     "music4all": list_music4all,
     "fma": list_fma,
     "folder": list_folder,
-    "demo": _list_demo,
+    "demo": list_demo,
 }
 
 
@@ -122,59 +104,6 @@ def segment_tracks(
     return rows, unreadable
 
 
-def write_pretrain_task(
-    folder: str | os.PathLike,
-    rows: Sequence[Mapping[str, object]],
-    valid_fraction: float,
-    seed: int,
-    name: str = TASK_NAME,
-    extra: Mapping[str, object] | None = None,
-) -> Path:
-    """Writes a "pretrain" task folder, holding out whole groups for valid.
-
-    Arguments
-    ---------
-    folder : path-like
-        The task folder (``train.csv``, ``valid.csv``, ``task.json``).
-    rows : sequence of dict
-        Manifest rows with a ``group`` column (the track id).
-    valid_fraction : float
-        Fraction of the groups (tracks) held out; at least one group when
-        the fraction is positive and there are two groups or more.
-    seed : int
-        Seed of the held-out draw.
-    name : str
-        Task name in ``task.json``.
-    extra : mapping, optional
-        More ``task.json`` fields.
-
-    Returns
-    -------
-    pathlib.Path
-        ``folder``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> rows = [{"ID": f"{g}-{k}", "path": "/a.wav", "duration": 1.0,
-    ...          "group": g} for g in "abcd" for k in range(2)]
-    >>> folder = write_pretrain_task(tempfile.mkdtemp(), rows, 0.25, seed=0)
-    >>> read_task(folder)["splits"]
-    {'train': 6, 'valid': 2}
-    """
-    groups = sorted({str(r["group"]) for r in rows})
-    n_valid = int(round(valid_fraction * len(groups)))
-    if valid_fraction > 0 and len(groups) >= 2:
-        n_valid = min(max(n_valid, 1), len(groups) - 1)
-    order = np.random.default_rng(seed).permutation(len(groups))
-    held_out = {groups[i] for i in order[:n_valid]}
-    splits = {
-        "train": [r for r in rows if str(r["group"]) not in held_out],
-        "valid": [r for r in rows if str(r["group"]) in held_out],
-    }
-    return write_task(folder, name, "pretrain", "group", splits, extra=extra)
-
-
 def _fingerprint(config: Mapping[str, object], listings: Sequence[TrackListing]) -> str:
     tracks = [(tid, str(p)) for listing in listings for tid, p in listing.tracks]
     text = json.dumps({"config": config, "tracks": tracks}, sort_keys=True)
@@ -216,7 +145,7 @@ def prepare_pretrain(
     pathlib.Path
         The task folder.
     """
-    folder = Path(save_folder) / TASK_NAME
+    folder = Path(save_folder) / "pretrain"
     listings = [list_source(s) for s in sources]
     plain_sources = json.loads(json.dumps([dict(s) for s in sources], default=str))
     config = {"sources": plain_sources, "segment_seconds": segment_seconds,

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from muselq_sb.dataio.audio import audio_pipeline
 from muselq_sb.dataio.batching import CountBatcher, DurationBatcher, SkipEmptyCollate
-from muselq_sb.dataio.demo_corpus import build_demo_corpus, default_demo_root
+from muselq_sb.prepare.demo import build_demo_corpus, default_demo_root
 from muselq_sb.dataio.shards import (
     Shard, ShardCollate, ShardLoader, ShardStream, find_shards,
 )
