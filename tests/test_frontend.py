@@ -21,21 +21,37 @@ def test_mel_rate_and_lengths():
     assert fe.frame_rate == 100.0
 
 
+@pytest.mark.parametrize("stack", [2, 4, 8])
 @pytest.mark.parametrize("n_frames", [37, 38, 39, 40, 41])
-def test_subsampling_frame_t_sees_exactly_mel_frames_4t_to_4t_plus_3(n_frames):
-    """Encoder frame t and target frame t cover the same mel frames."""
-    sub = ConvSubsampling(n_mels=8, channels=6, d_model=4)
+def test_subsampling_frame_t_sees_exactly_its_stacked_mel_frames(n_frames, stack):
+    """Encoder frame t and target frame t cover the same mel frames,
+    ``stack*t .. stack*t + stack - 1``."""
+    sub = ConvSubsampling(n_mels=8, channels=6, d_model=4, stack=stack)
     mel = torch.randn(1, n_frames, 8, requires_grad=True)
     out = sub(mel)
-    targets = stack_frames(mel.detach(), 4)
-    assert out.shape[1] == targets.shape[1] == -(-n_frames // 4)
+    targets = stack_frames(mel.detach(), stack)
+    assert out.shape[1] == targets.shape[1] == -(-n_frames // stack)
     for t in range(out.shape[1]):
         grad, = torch.autograd.grad(out[0, t].sum(), mel, retain_graph=True)
         touched = grad[0].abs().sum(-1).nonzero().flatten().tolist()
-        assert touched == [f for f in range(4 * t, 4 * t + 4) if f < n_frames]
+        frames = range(stack * t, stack * t + stack)
+        assert touched == [f for f in frames if f < n_frames]
         # the stacked target t is made of the same frames
-        expected = mel[0, 4 * t:4 * t + 4].detach().reshape(-1)
+        expected = mel[0, stack * t:stack * t + stack].detach().reshape(-1)
         assert torch.equal(targets[0, t, :expected.numel()], expected)
+
+
+def test_subsampling_refuses_a_stack_it_cannot_build():
+    with pytest.raises(ValueError, match="power of two >= 2"):
+        ConvSubsampling(stack=3)
+
+
+def test_chunked_stft_gives_the_same_log_mel():
+    wavs, lens = torch.randn(2, 24000 * 3 + 17), torch.tensor([1.0, 0.5])
+    whole, whole_lens = MelFrontend(chunk_frames=0)(wavs, lens)
+    chunked, chunked_lens = MelFrontend(chunk_frames=70)(wavs, lens)
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    assert torch.equal(chunked_lens, whole_lens)
 
 
 @pytest.mark.parametrize("n_samples", [24000, 24000 + 240 * 3, 24000 + 480 + 7])

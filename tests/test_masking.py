@@ -39,11 +39,11 @@ def test_mel_and_waveform_fill():
     mask = torch.zeros(1, 3, dtype=torch.bool)
     mask[0, 1] = True
     mel = torch.ones(1, 11, 2)
-    out = SpanMasker(stack=4).apply_mel(mel, mask)
+    out = SpanMasker().apply(mel, mask, 4)
     assert out[0, 4:8].abs().sum() == 0 and out[0, :4].eq(1).all()
     assert out[0, 8:].eq(1).all()
     wav = torch.ones(1, 2500)
-    noisy = SpanMasker(fill="noise", samples_per_frame=960).apply_waveform(wav, mask)
+    noisy = SpanMasker(fill="noise").apply(wav, mask, 960)
     assert noisy[0, :960].eq(1).all() and not noisy[0, 960:1920].eq(1).any()
 
 
@@ -71,14 +71,14 @@ def test_loss_ignores_unmasked_frames():
     assert perfect["ce"] < 1e-6
 
 
-def tiny_bestrq(domain="mel"):
+def tiny_bestrq(domain="mel", stack=4):
     """A one-layer ``BestRQModel`` (the front-end's n_fft 2048, hop 240)."""
     enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
                               csgu_linear_units=32)
-    return BestRQModel(MusicModel(enc, 16, subsampling_channels=16),
-                       RandomProjectionQuantizer(cb_vocab=32),
+    return BestRQModel(MusicModel(enc, 16, subsampling_channels=16, stack=stack),
+                       RandomProjectionQuantizer(input_dim=128 * stack, cb_vocab=32),
                        SpanMasker(domain=domain), TokenHead(16, 32),
-                       MelHead(16, 512))
+                       MelHead(16, 128 * stack))
 
 
 def test_bestrq_masks_fixed_in_eval_fresh_in_training():
@@ -109,14 +109,15 @@ def noise(samples):
     return 0.5 * torch.randn(samples.stop - samples.start)
 
 
-@pytest.mark.parametrize("domain", ["mel", "waveform"])
-def test_encoder_sees_nothing_of_the_masked_audio(domain):
+@pytest.mark.parametrize("domain, stack", [("mel", 4), ("waveform", 4),
+                                           ("mel", 2), ("waveform", 8)])
+def test_encoder_sees_nothing_of_the_masked_audio(domain, stack):
     """Changing the audio inside the masked spans changes the targets but
     not one output of the encoder (nor the heads); changing it elsewhere
     does. Fails if the encoder is given the clean features or the clean
-    waveform."""
+    waveform, or if the masked samples are not hop x stack per frame."""
     torch.manual_seed(0)
-    ssl = tiny_bestrq(domain).eval()  # eval: the same masks on every call
+    ssl = tiny_bestrq(domain, stack).eval()  # eval: the same masks on every call
     wav = torch.from_numpy(tone(4.0, freq=330.0)[:, 0])[None]
     lens = torch.ones(1)
     with torch.no_grad():
@@ -125,9 +126,9 @@ def test_encoder_sees_nothing_of_the_masked_audio(domain):
     assert spans and not ref["mask"][0].all()
     inside, outside = wav.clone(), wav.clone()
     for a, b in spans:
-        inside[0, inner_samples(a, b)] += noise(inner_samples(a, b))
+        inside[0, inner_samples(a, b, stack)] += noise(inner_samples(a, b, stack))
     a, b = runs(~ref["mask"][0])[0]
-    outside[0, inner_samples(a, b)] += noise(inner_samples(a, b))
+    outside[0, inner_samples(a, b, stack)] += noise(inner_samples(a, b, stack))
     with torch.no_grad():
         changed, control = ssl(inside, lens), ssl(outside, lens)
     assert torch.equal(changed["mask"], ref["mask"])

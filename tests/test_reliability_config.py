@@ -6,7 +6,9 @@ import time
 import pytest
 
 from muselq_sb.pretrain.checks import ConfigError, check_hparams, load_plain_hparams
-from tests.recipe_utils import ROOT, TRAIN, args_for, env
+from tests.recipe_utils import (
+    ROOT, TRAIN, args_for, env, optimizer_steps, tiny_brain, write_songs,
+)
 
 BRN_SUM = ROOT / "hparams" / "brn_sum.yaml"
 
@@ -28,6 +30,7 @@ def test_shipped_configs_pass(hparams, size):
     ("size: tiny\nnum_layers: 2.5", "num_layers", ConfigError),
     ("size: tiny\ntotal_steps: 5\nwarmup_steps: 5", "warmup_steps", ConfigError),
     ("size: tiny\nprecision: fp8", "precision", ConfigError),
+    ("size: tiny\nstack: 3", "stack", ConfigError),
     ("size: tiny\ndata_folder: /nonexistent", "data_folder", FileNotFoundError),
     ("size: tiny\ndata_sources: [{type: fma, path: /nonexistent}]",
      "data_sources[0].path", FileNotFoundError),
@@ -79,3 +82,15 @@ def test_recipe_exits_before_training(tmp_path):
     assert last.startswith("muselq_sb.pretrain.checks.ConfigError: nhead: "), last
     assert not out.exists()  # nothing written: no experiment folder, no step
     assert time.time() - start < 60
+
+
+def test_stack_2_trains(tmp_path):
+    """A stack the check accepts builds and trains: 50 Hz encoder frames,
+    targets of 2 stacked mel frames, masks of hop x 2 samples."""
+    out = tmp_path / "run"
+    brain, hp, fit = tiny_brain(out, write_songs(tmp_path / "songs"), total_steps=2,
+                                stack=2, mask_domain="waveform")
+    fit()
+    model = hp["model"]
+    assert optimizer_steps(out) == 2
+    assert (model.stack, model.frame_rate, model.target_dim) == (2, 50.0, 256)

@@ -24,7 +24,6 @@ Authors
 """
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -35,7 +34,7 @@ from torch import nn
 
 from muselq_sb.dataio.audio import load_audio
 from muselq_sb.inference.package import load_model_folder
-from muselq_sb.lobes.frontend import MelFrontend, n_stacked_frames
+from muselq_sb.lobes.frontend import n_stacked_frames
 from muselq_sb.lobes.loading import ModelFolderError, latest_checkpoint
 from muselq_sb.lobes.model import MusicModel, load_music_model
 
@@ -47,69 +46,6 @@ MODES = ("auto", "full", "window")
 POOLINGS = (None, "mean", "max")
 DTYPES = ("fp32", "bf16", "fp16")
 Layers = Union[int, Sequence[int], str]
-
-
-def chunked_log_mel(
-    frontend: MelFrontend,
-    wavs: torch.Tensor,
-    wav_lens: torch.Tensor,
-    chunk_frames: int = 3000,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``frontend(wavs, wav_lens)`` computed ``chunk_frames`` frames at a time.
-
-    The full front-end holds the whole complex STFT (about 0.5 GB for ten
-    minutes at 24 kHz); chunks bound that to ``chunk_frames`` frames. The
-    signal is padded once, the way the front-end's centred STFT pads it, so
-    the result is the same.
-
-    Arguments
-    ---------
-    frontend : MelFrontend
-        The model's front-end.
-    wavs : torch.Tensor
-        Waveforms [B, N].
-    wav_lens : torch.Tensor
-        Relative lengths [B].
-    chunk_frames : int
-        Mel frames per chunk.
-
-    Returns
-    -------
-    mel : torch.Tensor
-        Log-mel [B, T, n_mels] (float32).
-    lens : torch.Tensor
-        Valid frames per example.
-
-    Example
-    -------
-    >>> fe = MelFrontend()
-    >>> wav, lens = torch.randn(2, 24000), torch.tensor([1.0, 0.6])
-    >>> ref, ref_lens = fe(wav, lens)
-    >>> mel, mel_lens = chunked_log_mel(fe, wav, lens, chunk_frames=30)
-    >>> torch.allclose(mel, ref, atol=1e-4), torch.equal(mel_lens, ref_lens)
-    (True, True)
-    """
-    hop = frontend.hop_length
-    n_frames = wavs.shape[1] // hop + 1
-    if n_frames <= chunk_frames:
-        return frontend(wavs, wav_lens)
-    mel_fn = copy.deepcopy(frontend.mel).to(wavs.device)
-    n_fft = mel_fn.spectrogram.n_fft
-    mel_fn.spectrogram.center = False
-    with torch.autocast(wavs.device.type, enabled=False):
-        padded = nn.functional.pad(
-            wavs.float()[:, None], (n_fft // 2, n_fft // 2),
-            mode=frontend.mel.spectrogram.pad_mode,
-        )[:, 0]
-        chunks = []
-        for first in range(0, n_frames, chunk_frames):
-            last = min(n_frames, first + chunk_frames)
-            segment = padded[:, first * hop:(last - 1) * hop + n_fft]
-            mel = mel_fn(segment).transpose(1, 2)
-            chunks.append(torch.log(mel + frontend.log_offset))
-    n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
-    lens = frontend.frame_lengths(n_samples).clamp(max=n_frames)
-    return torch.cat(chunks, dim=1), lens
 
 
 def window_plan(
@@ -419,8 +355,8 @@ class MusicEncoder(Pretrained):
         return "window"
 
     def _full(self, wavs: torch.Tensor, wav_lens: torch.Tensor):
-        mel, lens = chunked_log_mel(self.model.frontend, wavs, wav_lens)
-        hidden = self.model.encode(self.model.normalizer(mel, lens), lens)
+        mel, lens = self.model.features(wavs, wav_lens)
+        hidden = self.model.encode(mel, lens)
         return hidden, self.model.output_lengths(wavs, wav_lens)
 
     def _windowed(

@@ -1,9 +1,11 @@
-"""Mel front-end: log-mel at 100 Hz, input normalisation, 4-frame stacking
-and the convolutional subsampling to the 25 Hz encoder rate.
+"""Mel front-end: log-mel at 100 Hz, input normalisation, ``stack``-frame
+stacking and the convolutional subsampling to the encoder rate (25 Hz with
+the paper's ``stack`` of 4).
 
-Alignment contract: every 25 Hz frame ``t`` (stacked target, encoder output)
-covers exactly the mel frames ``4t .. 4t+3``, for any input length; mel
-sequences are zero-padded (after normalisation) to a multiple of 4.
+Alignment contract: every encoder frame ``t`` (stacked target, encoder
+output) covers exactly the mel frames ``stack*t .. stack*t + stack - 1``,
+for any input length; mel sequences are zero-padded (after normalisation)
+to a multiple of ``stack``.
 
 Authors
  * muselq_sb team
@@ -35,6 +37,10 @@ class MelFrontend(nn.Module):
         Number of mel bins.
     log_offset : float
         Added before the log.
+    chunk_frames : int
+        Longer inputs get their STFT ``chunk_frames`` frames at a time: the
+        same log-mel, with the memory of the complex STFT bounded (about
+        0.5 GB for ten minutes at 24 kHz in one piece); 0 = never.
 
     Example
     -------
@@ -51,17 +57,20 @@ class MelFrontend(nn.Module):
         hop_length: int = 240,
         n_mels: int = 128,
         log_offset: float = 1e-6,
+        chunk_frames: int = 6000,
     ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
+        self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.log_offset = log_offset
-        # zero (not reflect) padding at the signal ends: a clip then gives
-        # the same frames alone and zero-padded in a batch
+        self.chunk_frames = chunk_frames
+        # centred frames, the signal padded here with zeros (not reflected):
+        # a clip then gives the same frames alone and zero-padded in a batch
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-            n_mels=n_mels, center=True, pad_mode="constant", power=2.0,
+            n_mels=n_mels, center=False, power=2.0,
         )
 
     @property
@@ -91,9 +100,17 @@ class MelFrontend(nn.Module):
         self, wavs: torch.Tensor, wav_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Computes log-mels [B, T, n_mels] and absolute frame lengths [B]."""
+        hop, n_frames = self.hop_length, wavs.shape[1] // self.hop_length + 1
+        step = self.chunk_frames or n_frames
         with torch.autocast(wavs.device.type, enabled=False):
-            mel = self.mel(wavs.float()).transpose(1, 2)
-            mel = torch.log(mel + self.log_offset)
+            half = self.n_fft // 2
+            padded = nn.functional.pad(wavs.float(), (half, half))
+            chunks = [
+                self.mel(padded[:, first * hop:(min(n_frames, first + step) - 1) * hop
+                                + self.n_fft])
+                for first in range(0, n_frames, step)
+            ]
+            mel = torch.log(torch.cat(chunks, dim=2).transpose(1, 2) + self.log_offset)
         n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
         lens = self.frame_lengths(n_samples).clamp(max=mel.shape[1])
         return mel, lens
@@ -220,47 +237,61 @@ class FeatureNormalizer(nn.Module):
 
 
 class ConvSubsampling(nn.Module):
-    """Two strided 1-D convolutions, 100 Hz mel -> 25 Hz ``d_model`` frames.
+    """Strided 1-D convolutions, mel frames -> ``d_model`` frames ``stack``
+    times slower (100 Hz -> 25 Hz with the default ``stack`` of 4).
 
-    Kernel = stride = 2 twice, so output frame ``t`` sees exactly mel frames
-    ``4t .. 4t+3``, the frames of stacked target ``t``.
+    ``log2(stack)`` convolutions of kernel = stride = 2, so output frame
+    ``t`` sees exactly mel frames ``stack*t .. stack*t + stack - 1``, the
+    frames of stacked target ``t``.
 
     Arguments
     ---------
     n_mels : int
         Input features.
     channels : int
-        Width of the intermediate convolution.
+        Width of the intermediate convolutions (none when ``stack`` is 2).
     d_model : int
         Output size.
     activation : type
-        Activation class between and after the convolutions.
+        Activation class after every convolution.
+    stack : int
+        Mel frames per output frame: a power of two (2, 4, 8...).
 
     Example
     -------
     >>> sub = ConvSubsampling(128, 32, 16)
     >>> sub(torch.rand(2, 10, 128)).shape   # 10 frames -> ceil(10 / 4)
     torch.Size([2, 3, 16])
+    >>> ConvSubsampling(128, 32, 16, stack=2)(torch.rand(2, 10, 128)).shape
+    torch.Size([2, 5, 16])
     """
 
     def __init__(
         self, n_mels: int = 128, channels: int = 256, d_model: int = 512,
-        activation: type[nn.Module] = nn.GELU,
+        activation: type[nn.Module] = nn.GELU, stack: int = 4,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv1d(n_mels, channels, kernel_size=2, stride=2)
-        self.conv2 = nn.Conv1d(channels, d_model, kernel_size=2, stride=2)
+        if stack < 2 or stack & (stack - 1):
+            raise ValueError(
+                f"ConvSubsampling: stack must be a power of two >= 2 (2, 4, "
+                f"8...), got {stack}")
+        self.stack = stack
+        widths = [n_mels] + [channels] * (stack.bit_length() - 2) + [d_model]
+        for i, (a, b) in enumerate(zip(widths, widths[1:]), start=1):
+            self.add_module(f"conv{i}", nn.Conv1d(a, b, kernel_size=2, stride=2))
         self.act = activation()
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """[B, T, n_mels] -> [B, ceil(T / 4), d_model]."""
-        x = pad_to_multiple(mel, 4).transpose(1, 2)
-        x = self.act(self.conv1(x))
-        return self.act(self.conv2(x)).transpose(1, 2)
+        """[B, T, n_mels] -> [B, ceil(T / stack), d_model]."""
+        x = pad_to_multiple(mel, self.stack).transpose(1, 2)
+        for conv in self.children():
+            if isinstance(conv, nn.Conv1d):
+                x = self.act(conv(x))
+        return x.transpose(1, 2)
 
 
 def n_stacked_frames(n_samples: int, hop_length: int = 240, stack: int = 4) -> int:
-    """25 Hz frames produced for a signal of ``n_samples`` samples.
+    """Encoder frames produced for a signal of ``n_samples`` samples.
 
     Example
     -------

@@ -48,9 +48,9 @@ class MusicModel(nn.Module):
     normalizer : FeatureNormalizer, optional
         Input normalisation (statistics saved with the model).
     subsampling_channels : int
-        Width of the subsampling convolution.
+        Width of the subsampling convolutions.
     stack : int
-        Mel frames per encoder frame (4: 100 Hz -> 25 Hz).
+        Mel frames per encoder frame, a power of two (4: 100 Hz -> 25 Hz).
 
     Example
     -------
@@ -76,7 +76,8 @@ class MusicModel(nn.Module):
         self.frontend = frontend or MelFrontend()
         n_mels = self.frontend.n_mels
         self.normalizer = normalizer or FeatureNormalizer(n_mels)
-        self.subsampling = ConvSubsampling(n_mels, subsampling_channels, d_model)
+        self.subsampling = ConvSubsampling(
+            n_mels, subsampling_channels, d_model, stack=stack)
         self.encoder = encoder
         self.encoder.output_hidden_states = True
         self.d_model = d_model
@@ -91,6 +92,11 @@ class MusicModel(nn.Module):
     def frame_rate(self) -> float:
         """Encoder frames (embeddings) per second."""
         return self.frontend.frame_rate / self.stack
+
+    @property
+    def frame_samples(self) -> int:
+        """Waveform samples per encoder frame (hop x stack: 960 at 24 kHz)."""
+        return self.frontend.hop_length * self.stack
 
     @property
     def num_layers(self) -> int:

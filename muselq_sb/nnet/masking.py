@@ -47,10 +47,6 @@ class SpanMasker(nn.Module):
     domain : str
         ``"mel"`` (mask normalised mel frames) or ``"waveform"`` (mask the
         samples before the front-end; targets still come from clean audio).
-    stack : int
-        Mel frames per 25 Hz frame.
-    samples_per_frame : int
-        Waveform samples per 25 Hz frame (960 at 24 kHz).
 
     Example
     -------
@@ -67,8 +63,6 @@ class SpanMasker(nn.Module):
         fill: str = "zeros",
         noise_std: float = 0.1,
         domain: str = "mel",
-        stack: int = 4,
-        samples_per_frame: int = 960,
     ) -> None:
         super().__init__()
         if fill not in FILLS:
@@ -78,8 +72,7 @@ class SpanMasker(nn.Module):
                 f"SpanMasker: domain {domain!r} not in {list(DOMAINS)}"
             )
         self.span, self.prob, self.fill = span, prob, fill
-        self.noise_std, self.domain, self.stack = noise_std, domain, stack
-        self.samples_per_frame = samples_per_frame
+        self.noise_std, self.domain = noise_std, domain
 
     def forward(
         self, lens: torch.Tensor, max_len: int,
@@ -100,25 +93,24 @@ class SpanMasker(nn.Module):
         mask = mask.to(lens.device)
         return mask & ~padding_mask(lens, max_len)
 
-    def _fill(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    def apply(
+        self, x: torch.Tensor, mask: torch.Tensor, per_frame: int
+    ) -> torch.Tensor:
+        """Fills what masked frames cover in ``x``: mel frames [B, T, F]
+        (``per_frame`` = stack) or samples [B, N] (``per_frame`` = hop x
+        stack); axis 1 of ``x`` holds ``per_frame`` steps per frame of
+        ``mask`` [B, T25].
+
+        Example
+        -------
+        >>> mask = torch.tensor([[False, True]])
+        >>> SpanMasker().apply(torch.ones(1, 5, 1), mask, 2)[0, :, 0].tolist()
+        [1.0, 1.0, 0.0, 0.0, 1.0]
+        """
+        m = mask.repeat_interleave(per_frame, dim=1)[:, : x.shape[1]]
+        if m.shape[1] < x.shape[1]:
+            m = nn.functional.pad(m, (0, x.shape[1] - m.shape[1]))
+        where = m[:, :, None] if x.dim() == 3 else m
         if self.fill == "zeros":
             return x.masked_fill(where, 0.0)
-        noise = torch.randn_like(x) * self.noise_std
-        return torch.where(where, noise, x)
-
-    def apply_mel(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Fills the mel frames [B, T100, F] of masked 25 Hz frames."""
-        m = mask.repeat_interleave(self.stack, dim=1)[:, : mel.shape[1]]
-        if m.shape[1] < mel.shape[1]:
-            m = nn.functional.pad(m, (0, mel.shape[1] - m.shape[1]))
-        return self._fill(mel, m[:, :, None])
-
-    def apply_waveform(
-        self, wavs: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Fills the samples [B, N] of masked 25 Hz frames."""
-        m = mask.repeat_interleave(self.samples_per_frame, dim=1)
-        m = m[:, : wavs.shape[1]]
-        if m.shape[1] < wavs.shape[1]:
-            m = nn.functional.pad(m, (0, wavs.shape[1] - m.shape[1]))
-        return self._fill(wavs, m)
+        return torch.where(where, torch.randn_like(x) * self.noise_std, x)

@@ -35,6 +35,9 @@ class BestRQModel(nn.Module):
         Token logits from the last layer.
     mel_head : MelHead
         Stacked-mel reconstruction from the last layer.
+    eval_mask_seed : int
+        Seed of the masks drawn in evaluation mode (the same every time, so
+        validation curves compare like with like).
 
     Example
     -------
@@ -58,6 +61,7 @@ class BestRQModel(nn.Module):
         masker: SpanMasker,
         token_head: TokenHead,
         mel_head: MelHead,
+        eval_mask_seed: int = 0,
     ) -> None:
         super().__init__()
         if quantizer.input_dim != model.target_dim:
@@ -66,7 +70,7 @@ class BestRQModel(nn.Module):
                 f"stacked mel size n_mels * stack ({model.target_dim})"
             )
         self.model = model
-        self.eval_mask_seed = 0
+        self.eval_mask_seed = eval_mask_seed
         self.quantizer = quantizer
         self.masker = masker
         self.token_head = token_head
@@ -90,17 +94,16 @@ class BestRQModel(nn.Module):
         targets = self.model.targets(mel)
         lens25 = stacked_lengths(lens, self.model.stack)
         tokens = self.quantizer(targets)
-        # training draws fresh masks; evaluation uses the same masks every
-        # time, so validation curves compare like with like
+        # training draws fresh masks; evaluation the same ones every time
         generator = None if self.training else torch.Generator().manual_seed(
             self.eval_mask_seed
         )
         mask = self.masker(lens25, targets.shape[1], generator=generator)
         if self.masker.domain == "waveform":
-            masked_wavs = self.masker.apply_waveform(wavs, mask)
+            masked_wavs = self.masker.apply(wavs, mask, self.model.frame_samples)
             masked, _ = self.model.features(masked_wavs, wav_lens)
         else:
-            masked = self.masker.apply_mel(mel, mask)
+            masked = self.masker.apply(mel, mask, self.model.stack)
         last = self.model.encode(masked, lens)[-1]
         picked = last[mask]  # the heads only run where the loss looks
         return {

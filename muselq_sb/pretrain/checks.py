@@ -161,7 +161,7 @@ def _is_number(low: float, high: float = float("inf")):
 
 
 def _check_values(h: Mapping[str, Any]) -> None:
-    for key in ("d_model", "nhead", "num_layers", "n_mels", "stack", "cb_vocab",
+    for key in ("d_model", "nhead", "num_layers", "n_mels", "cb_vocab",
                 "cb_dim", "num_codebooks", "kernel_size", "subsampling_channels",
                 "total_steps", "log_interval", "keep_checkpoints", "sample_rate",
                 "grad_accumulation_factor", "valid_batch_size", "mask_span",
@@ -169,6 +169,9 @@ def _check_values(h: Mapping[str, Any]) -> None:
         _require(h, key, _is_int(1), "an integer >= 1")
     for key in ("warmup_steps", "num_workers", "ckpt_interval_steps", "shuffle_buffer"):
         _require(h, key, _is_int(0), "an integer >= 0")
+    _require(h, "stack", lambda v: _is_int(2)(v) and not v & (v - 1),
+             "a power of two >= 2 (2, 4, 8...: the subsampling halves the "
+             "frame rate log2(stack) times)")
     _require(h, "segment_seconds", _is_number(1e-3), "a number of seconds > 0")
     _require(h, "valid_fraction", _is_number(0.0, 0.999), "a fraction in [0, 1)")
     _require(h, "mask_prob", _is_number(1e-6, 1.0), "a probability in (0, 1]")
