@@ -438,10 +438,22 @@ def load_hparams(size: str, overrides: Optional[Mapping[str, Any]] = None,
     >>> h["model"].num_layers, h["d_model"]
     (1, 192)
     """
-    from hyperpyyaml import load_hyperpyyaml
+    from muselq_sb.utils.hparams import load_hparams as load
 
-    with open(ROOT / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
-        return load_hyperpyyaml(f, {"size": size, **(overrides or {})})
+    return load(ROOT / "hparams" / f"{name}.yaml", {"size": size, **(overrides or {})})
+
+
+def size_values(size: str) -> dict:
+    """The values of ``hparams/brn_sum.yaml`` at model ``size`` (nothing built).
+
+    Example
+    -------
+    >>> size_values("tiny")["d_model"]
+    192
+    """
+    from muselq_sb.utils.hparams import load_plain_hparams
+
+    return load_plain_hparams(ROOT / "hparams" / "brn_sum.yaml", {"size": size})
 
 
 def count_flops(fn: Callable[[], object]) -> int:

@@ -38,6 +38,7 @@ from common import (
     interleaved_times, load_hparams, parser, peak_memory, precision, ratio, report,
     set_threads, start_memory_server, summary,
 )
+from muselq_sb.inference.embedding import hidden_states
 
 SAMPLE_RATE = 24000
 #: MERT configurations (docs/peers.md section 4.2), as HubertConfig keywords.
@@ -79,14 +80,16 @@ def build_model(name: str, size_override: dict | None = None) -> torch.nn.Module
 
 
 def embed(model: torch.nn.Module, wav: torch.Tensor) -> list[torch.Tensor]:
-    """Every layer's hidden states of ``wav`` [1, N] (no grad).
+    """Every layer's hidden states of ``wav`` [1, N] (no grad): ours through
+    the package's one embedding path, in one pass.
 
     A bf16 model (see ``common.cast_model``) runs under bf16 autocast.
     """
     dtype = next(model.parameters()).dtype
+    if hasattr(model, "frontend"):
+        bf16 = dtype == torch.bfloat16
+        return hidden_states(model, wav, mode="full", precision="bf16" if bf16 else "fp32")[0]
     with torch.no_grad(), precision(dtype):
-        if hasattr(model, "frontend"):
-            return model(wav, torch.ones(wav.shape[0]))
         return list(model(wav, output_hidden_states=True).hidden_states)
 
 

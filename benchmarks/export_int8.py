@@ -22,24 +22,15 @@ from pathlib import Path
 
 import torch
 
+from common import load_hparams
 from muselq_sb.inference.encoder import MusicEncoder
 from muselq_sb.inference.export import export_torchscript, quantize_int8
-from muselq_sb.lobes.branchformer import BranchformerEncoder
 from muselq_sb.lobes.model import MusicModel
-from muselq_sb.utils.presets import preset
 
 
 def random_model(size: str) -> MusicModel:
-    """brn_sum architecture of a preset size with random weights."""
-    torch.manual_seed(0)
-    enc = BranchformerEncoder(
-        preset(size, "num_layers"), d_model=preset(size, "d_model"),
-        nhead=preset(size, "nhead"), kernel_size=preset(size, "kernel_size"),
-        csgu_linear_units=preset(size, "csgu_linear_units"),
-        attention_type="SummaryMixing",
-    )
-    return MusicModel(enc, preset(size, "d_model"),
-                      subsampling_channels=preset(size, "subsampling_channels")).eval()
+    """brn_sum architecture of a size with random weights."""
+    return load_hparams(size)["model"].eval()
 
 
 def best_time(fn, x: torch.Tensor, repeats: int) -> float:

@@ -31,11 +31,11 @@ from typing import Callable, Optional
 import torch
 
 from common import (
-    IMG_DIR, benchmark_result, dtype_of, format_table, interleaved_times, parser,
-    peak_memory, ratio, report, set_threads, start_memory_server, summary,
+    IMG_DIR, benchmark_result, dtype_of, format_table, interleaved_times,
+    parser, peak_memory, ratio, report, set_threads, size_values,
+    start_memory_server, summary,
 )
 from muselq_sb.lobes.branchformer import BranchformerEncoder
-from muselq_sb.utils.presets import preset
 
 MIXERS = ("SummaryMixing", "RoPEMHA", "regularMHA")
 FRAMES = (750, 3000, 7500, 15000)
@@ -55,10 +55,10 @@ def build_encoder(mixer: str, layers: int, size: str = "large",
     >>> enc(torch.rand(1, 8, 192))[0].shape
     torch.Size([1, 8, 192])
     """
+    h = size_values(size)
     return BranchformerEncoder(
-        layers, d_model=preset(size, "d_model"), nhead=preset(size, "nhead"),
-        kernel_size=preset(size, "kernel_size"),
-        csgu_linear_units=preset(size, "csgu_linear_units"),
+        layers, d_model=h["d_model"], nhead=h["nhead"], kernel_size=h["kernel_size"],
+        csgu_linear_units=h["csgu_linear_units"],
         attention_type=mixer, inference_chunk_frames=chunk_frames,
     ).eval()
 
@@ -87,7 +87,7 @@ def build(mixer: str, layers: int, frames: int, dtype: str,
     """Encoder and input of one configuration, warmed up on a short input."""
     dt = dtype_of(dtype)
     enc = build_encoder(mixer, layers, size, chunk_frames).to(dt)
-    x = torch.randn(1, frames, preset(size, "d_model"), dtype=dt)
+    x = torch.randn(1, frames, size_values(size)["d_model"], dtype=dt)
 
     def call() -> torch.Tensor:
         with torch.no_grad():
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.frames, args.layers, args.repeats, args.size = [50, 200], 1, 1, "tiny"
     set_threads(args.threads)
     start_memory_server()
-    nhead = preset(args.size, "nhead")
+    nhead = size_values(args.size)["nhead"]
     rows = []
     for dtype in args.dtypes:
         for frames in args.frames:

@@ -9,18 +9,12 @@ gives on each backbone.
 Authors
  * muselq_sb team
 """
-from pathlib import Path
-
-from hyperpyyaml import load_hyperpyyaml
-
-HPARAMS = Path(__file__).resolve().parents[1] / "hparams"
+from common import load_hparams
 
 
 def count(name: str, size: str) -> tuple[float, float]:
     """Millions of parameters: (encoder + front-end, pre-training heads)."""
-    with open(HPARAMS / f"{name}.yaml", encoding="utf-8") as f:
-        h = load_hyperpyyaml(f, f"size: {size}")
-    ssl = h["ssl_model"]
+    ssl = load_hparams(size, name=name)["ssl_model"]
     n = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
     return n(ssl.model), n(ssl.token_head) + n(ssl.mel_head)
 

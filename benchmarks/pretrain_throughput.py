@@ -25,10 +25,9 @@ import torch
 
 from common import (
     benchmark_result, interleaved_times, load_hparams, parser, ratio, report,
-    set_threads, summary,
+    set_threads, size_values, summary,
 )
 from muselq_sb.nnet.heads import masked_ssl_loss
-from muselq_sb.utils.presets import preset
 
 TARGETS = {"train": 2.0, "infer": 2.5}
 PRECISIONS = ("fp32", "bf16")
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_threads(args.threads)
     rows, ratios, profiles = [], {}, {}
     for size in args.sizes:
-        seconds = args.seconds or preset(size, "segment_seconds")
+        seconds = args.seconds or size_values(size)["segment_seconds"]
         torch.manual_seed(0)
         ssl = build_ssl(size, args.device, override)
         wavs = torch.randn(args.batch, int(seconds * 24000), device=args.device).mul(0.1)

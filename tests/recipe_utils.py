@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
-from hyperpyyaml.core import resolve_references
 
-from muselq_sb.lobes.model import latest_checkpoint
+from muselq_sb.utils.checkpoints import latest_checkpoint
+from muselq_sb.utils.hparams import load_hparams, resolve_hparams
 from tests.fixtures.audio import write_audio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +42,13 @@ def args_for(
     hparams: str, data: str | os.PathLike | None, out: str | os.PathLike,
     steps: int, extra: Sequence[str] = (),
 ) -> list[str]:
-    """Arguments of train.py: the HPARAMS file with the TINY options it knows.
+    """Arguments of train.py: the HPARAMS file with the TINY options.
 
-    ``--d_ffn``/``--csgu`` are passed only where the file has them; an
-    option of ``extra`` replaces the TINY one of the same name; with
+    An option of ``extra`` replaces the TINY one of the same name; with
     ``data`` None no ``--data_folder`` is given (the demo corpus is used).
     """
-    text = (ROOT / "hparams" / f"{hparams}.yaml").read_text()
     replaced = {a.split("=")[0] for a in extra}
-    opts = [a for a in TINY
-            if (a.split("=")[0][2:] in text or a == "--noprogressbar")
-            and a.split("=")[0] not in replaced]
+    opts = [a for a in TINY if a.split("=")[0] not in replaced]
     data_opt = [] if data is None else [f"--data_folder={data}"]
     return [str(ROOT / "hparams" / f"{hparams}.yaml"), *data_opt,
             f"--output_folder={out}", f"--total_steps={steps}", *opts, *extra]
@@ -112,20 +108,19 @@ def log_recoveries(path: str | os.PathLike, describe=None) -> None:
     AtomicCheckpointer.recover_if_possible = logged_recover
 
 
-def tiny_overrides(hparams: str = "brn_sum", **extra: object) -> dict[str, object]:
-    """The TINY options known to an HPARAMS file as a dict, plus ``extra``.
+def tiny_overrides(**extra: object) -> dict[str, object]:
+    """The TINY options as a dict, plus ``extra``.
 
     Example
     -------
-    >>> o = tiny_overrides("cnf_sum", total_steps=4)
-    >>> o["d_model"], "csgu_linear_units" in o, o["total_steps"]
-    (32, False, 4)
+    >>> o = tiny_overrides(total_steps=4)
+    >>> o["d_model"], o["size"], o["total_steps"]
+    (32, 'tiny', 4)
     """
-    text = (ROOT / "hparams" / f"{hparams}.yaml").read_text()
     options = {}
     for arg in TINY:
         key, _, value = arg[2:].partition("=")
-        if value and key in text:
+        if value:
             options[key] = yaml.safe_load(value)
     return {**options, **extra}
 
@@ -142,9 +137,8 @@ def write_run_folder(
     run = Path(run)
     ckpt = run / "save" / "CKPT+2024-01-01+00-00-00+00"
     ckpt.mkdir(parents=True)
-    overrides = tiny_overrides(hparams, output_folder=str(run), **extra)
-    with open(ROOT / "hparams" / f"{hparams}.yaml", encoding="utf-8") as f:
-        text = resolve_references(f, overrides).getvalue()
+    text = resolve_hparams(ROOT / "hparams" / f"{hparams}.yaml",
+                           tiny_overrides(output_folder=str(run), **extra))
     (run / "hyperparams.yaml").write_text(text)
     torch.save(load_hyperpyyaml(text)["ssl_model"].state_dict(), ckpt / "ssl_model.ckpt")
     (ckpt / "CKPT.yaml").write_text(yaml.safe_dump({"unixtime": time.time()}))
@@ -166,10 +160,8 @@ def tiny_brain(
     from muselq_sb.pretrain.data import dataio_prepare, prepare_data
 
     Path(out).mkdir(parents=True, exist_ok=True)
-    overrides = tiny_overrides(hparams, output_folder=str(out),
-                               data_folder=str(data_folder), **extra)
-    with open(ROOT / "hparams" / f"{hparams}.yaml", encoding="utf-8") as f:
-        hp = load_hyperpyyaml(f, overrides)
+    hp = load_hparams(ROOT / "hparams" / f"{hparams}.yaml", tiny_overrides(
+        output_folder=str(out), data_folder=str(data_folder), **extra))
     train, valid, train_kwargs, valid_kwargs = dataio_prepare(hp, prepare_data(hp))
     brain = BestRQBrain(
         modules=hp["modules"], opt_class=hp["optimizer"], hparams=hp,

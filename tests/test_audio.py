@@ -11,7 +11,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from muselq_sb.dataio import audio
 from muselq_sb.dataio.audio import (
-    AudioError, audio_pipeline, fixed_segments, load_audio, random_crop, resample,
+    AudioError, audio_pipeline, load_audio, random_crop, resample, window_bounds,
 )
 from tests.fixtures.audio import write_audio
 
@@ -123,12 +123,12 @@ def _segment_cases():
     return cases
 
 
-def test_fixed_segments_tile_the_recording():
+def test_windows_tile_the_recording():
     # A property check over many random (duration, segment, min_last).
     # (hypothesis is not used: its pytest plugin trips over SpeechBrain's lazy
     # modules while collecting.)
     for duration, segment, min_last in _segment_cases():
-        segments = fixed_segments(duration, segment, min_last)
+        segments = window_bounds(duration, segment, min_last=min_last)
         for (a, b), (c, _) in zip(segments, segments[1:]):
             assert b == pytest.approx(c, abs=1e-5)  # contiguous, no overlap
             assert b - a == pytest.approx(segment, abs=1e-5)  # only the last is short
@@ -141,12 +141,27 @@ def test_fixed_segments_tile_the_recording():
             assert segments[-1][1] - segments[-1][0] >= min(min_last, segment) - 1e-5
 
 
-def test_fixed_segments_drops_short_last_window():
-    assert fixed_segments(65.0, 30.0, min_last_seconds=10.0) == [(0.0, 30.0), (30.0, 60.0)]
-    assert fixed_segments(0.5, 30.0) == []
-    assert fixed_segments(20.0, 30.0) == [(0.0, 20.0)]
+def test_windows_drop_short_last_window():
+    assert window_bounds(65.0, 30.0, min_last=10.0) == [(0.0, 30.0), (30.0, 60.0)]
+    assert window_bounds(0.5, 30.0, min_last=1.0) == []
+    assert window_bounds(20.0, 30.0, min_last=1.0) == [(0.0, 20.0)]
     with pytest.raises(ValueError):
-        fixed_segments(10.0, 0.0)
+        window_bounds(10.0, 0.0)
+
+
+@pytest.mark.parametrize("hop", [0, -1, 41])
+def test_windows_refuse_a_hop_outside_the_window(hop):
+    with pytest.raises(ValueError, match="0 < hop <= window"):
+        window_bounds(100, 40, hop=hop)
+
+
+def test_overlapping_windows_cover_the_recording():
+    for n in range(1, 400, 7):
+        windows = window_bounds(n, 40, hop=30)
+        starts = [a for a, _ in windows]
+        assert starts == list(range(0, 30 * len(windows), 30))
+        assert all(b - a == 40 for a, b in windows[:-1])
+        assert windows[-1][1] == n and (len(windows) == 1 or windows[-2][1] < n)
 
 
 def _dataset(rows, **kwargs):

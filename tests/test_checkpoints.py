@@ -6,7 +6,7 @@ import pytest
 import torch
 from speechbrain.utils.checkpoints import register_checkpoint_hooks, mark_as_saver, mark_as_loader
 
-from muselq_sb.lobes.model import latest_checkpoint
+from muselq_sb.utils.checkpoints import latest_checkpoint
 from muselq_sb.utils.checkpoints import STAGING_PREFIX, AtomicCheckpointer
 
 

@@ -31,7 +31,7 @@ model: !new:muselq_sb.lobes.model.MusicModel
 
 
 def make_run(root: Path) -> Path:
-    """A pre-training output folder as ``load_music_model`` reads it."""
+    """A pre-training output folder as ``load_model`` reads it."""
     from hyperpyyaml import load_hyperpyyaml
 
     run = root / "brn_tiny"

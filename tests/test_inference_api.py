@@ -22,10 +22,11 @@ from muselq_sb.inference.export import (
     export_torchscript,
     quantize_int8,
 )
-from muselq_sb.inference.package import ModelFolderError, package_model
+from muselq_sb.inference.package import package_model
 from muselq_sb.lobes.branchformer import BranchformerEncoder
 from muselq_sb.lobes.frontend import n_stacked_frames
 from muselq_sb.lobes.model import MusicModel
+from muselq_sb.utils.hparams import ModelFolderError
 from tests.fixtures.audio import write_audio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,7 +334,7 @@ def test_packaged_model_equals_training_time_forward(run_folder, model_folder):
     """load -> embed gives what the pre-training run's own model computes."""
     from hyperpyyaml import load_hyperpyyaml
 
-    from muselq_sb.lobes.loading import latest_checkpoint
+    from muselq_sb.utils.checkpoints import latest_checkpoint
 
     # the model as the run's whole training yaml builds it, with its weights
     with open(run_folder / "hyperparams.yaml", encoding="utf-8") as f:

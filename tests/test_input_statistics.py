@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from muselq_sb.lobes.frontend import FeatureNormalizer
-from muselq_sb.lobes.model import latest_checkpoint
+from muselq_sb.utils.checkpoints import latest_checkpoint
 from tests.fixtures.audio import tone
 from tests.recipe_utils import tiny_brain, write_songs
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from muselq_sb.lobes.model import load_music_model
+from muselq_sb.inference.embedding import load_model
 from muselq_sb.pretrain.report import read_metrics
 from tests.fixtures.audio import write_audio
 from tests.recipe_utils import TRAIN, args_for, env, optimizer_steps
@@ -36,7 +36,7 @@ def test_each_config_pretrains(hparams, audio_folder, tmp_path):
     assert valid and all(v["skipped_files"] == 0 for v in valid)
     assert (out / "report.md").is_file() and (out / "report.png").is_file()
     assert any((out / "tensorboard").iterdir())
-    model = load_music_model(out)
+    model = load_model(out)
     assert model.num_layers == 2 and float(model.normalizer.count) > 0
 
 
@@ -50,7 +50,7 @@ def test_two_process_ddp_gloo(audio_folder, tmp_path):
                           timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert optimizer_steps(out) == 2
-    model = load_music_model(out)  # the rank-0 checkpoint loads
+    model = load_model(out)  # the rank-0 checkpoint loads
     assert model.d_model == 32
 
 

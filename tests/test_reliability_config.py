@@ -1,11 +1,13 @@
 """Configuration errors are caught before training starts, naming the key."""
+import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from muselq_sb.pretrain.checks import ConfigError, check_hparams, load_plain_hparams
+from muselq_sb.pretrain.checks import check_hparams
+from muselq_sb.utils.hparams import ConfigError, load_plain_hparams
 from tests.recipe_utils import (
     ROOT, TRAIN, args_for, env, optimizer_steps, tiny_brain, write_songs,
 )
@@ -44,13 +46,16 @@ def test_bad_value_names_its_key(overrides, key, error):
 
 
 def test_quantizer_input_dim_must_match_stacked_mels(tmp_path):
-    text = BRN_SUM.read_text()
+    shutil.copytree(ROOT / "hparams", tmp_path / "hparams")
+    base = tmp_path / "hparams" / "pretrain" / "base.yaml"
+    text = base.read_text()
     edited = text.replace("input_dim: !ref <n_mels> * <stack>", "input_dim: 500")
     assert edited != text
-    (tmp_path / "h.yaml").write_text(edited)
+    base.write_text(edited)
     with pytest.raises(ConfigError, match=r"^ssl_model\.quantizer\.input_dim: "
                        r"500 must equal n_mels \* stack = 128 \* 4 = 512"):
-        check_hparams(load_plain_hparams(tmp_path / "h.yaml", "size: tiny"))
+        check_hparams(load_plain_hparams(tmp_path / "hparams" / "brn_sum.yaml",
+                                         "size: tiny"))
     # the stack override changes both sides consistently: still valid
     check_hparams(load_plain_hparams(BRN_SUM, "size: tiny\nstack: 2"))
 
@@ -79,7 +84,7 @@ def test_recipe_exits_before_training(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("muselq_sb.pretrain.checks.ConfigError: nhead: "), last
+    assert last.startswith("muselq_sb.utils.hparams.ConfigError: nhead: "), last
     assert not out.exists()  # nothing written: no experiment folder, no step
     assert time.time() - start < 60
 

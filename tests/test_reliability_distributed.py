@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as tmp
-from hyperpyyaml import load_hyperpyyaml
 from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain.dataio.batch import PaddedBatch
@@ -34,6 +33,7 @@ from muselq_sb.dataio.batching import EmptyBatch
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.normalization import compute_input_statistics
 from muselq_sb.pretrain.report import read_metrics
+from muselq_sb.utils.hparams import load_hparams
 from tests.fixtures.audio import write_audio
 from tests.recipe_utils import ROOT, TRAIN, args_for, env, tiny_overrides
 
@@ -42,9 +42,8 @@ TOL = {"rtol": 1e-4, "atol": 1e-6}
 
 
 def build_ssl():
-    with open(ROOT / "hparams" / "brn_sum.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, tiny_overrides(dropout=0.0))
-    return hparams["ssl_model"]
+    return load_hparams(ROOT / "hparams" / "brn_sum.yaml",
+                        tiny_overrides(dropout=0.0))["ssl_model"]
 
 
 def step(ssl, wavs, mask, ddp=False):

@@ -13,7 +13,7 @@ import time
 import pytest
 import speechbrain.utils.checkpoints as sb_ckpt
 
-from muselq_sb.lobes.model import latest_checkpoint
+from muselq_sb.utils.checkpoints import latest_checkpoint
 from muselq_sb.pretrain.report import read_metrics
 from muselq_sb.utils.checkpoints import STAGING_PREFIX
 from tests.recipe_utils import log_recoveries, optimizer_steps, tiny_brain, write_songs

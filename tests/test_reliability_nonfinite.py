@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from muselq_sb.lobes.model import latest_checkpoint
+from muselq_sb.utils.checkpoints import latest_checkpoint
 from muselq_sb.pretrain.brain import NonFiniteTrainingError
 from muselq_sb.pretrain.report import read_metrics
 from tests.recipe_utils import tiny_brain, write_songs

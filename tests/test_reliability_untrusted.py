@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 
+from muselq_sb.inference.embedding import load_model
 from muselq_sb.inference.encoder import MusicEncoder
-from muselq_sb.inference.package import ModelFolderError
-from muselq_sb.lobes.model import load_music_model
+from muselq_sb.utils.hparams import ModelFolderError
 from tests.recipe_utils import write_run_folder
 
 
@@ -33,15 +33,15 @@ def craft(run, marker):
 
 
 def test_genuine_checkpoint_loads(run_folder):
-    assert load_music_model(run_folder).d_model == 32
+    assert load_model(run_folder).d_model == 32
     assert MusicEncoder.from_run(run_folder).model.num_layers == 2
 
 
-def test_load_music_model_refuses_crafted_pickle(run_folder, tmp_path):
+def test_load_model_refuses_crafted_pickle(run_folder, tmp_path):
     marker = tmp_path / "pwned"
     craft(run_folder, marker)
     with pytest.raises(ModelFolderError, match="ssl_model.ckpt: refused"):
-        load_music_model(run_folder)
+        load_model(run_folder)
     assert not marker.exists()
 
 

@@ -14,7 +14,8 @@ from muselq_sb.dataio.audio import load_audio
 from muselq_sb.dataio.batching import DurationBatcher
 from muselq_sb.dataio.manifest import read_manifest
 from muselq_sb.dataio.shards import ShardLoader, ShardStream, find_shards
-from muselq_sb.pretrain.checks import check_hparams, load_plain_hparams
+from muselq_sb.pretrain.checks import check_hparams
+from muselq_sb.utils.hparams import load_plain_hparams
 from muselq_sb.pretrain.report import read_metrics
 from muselq_sb.prepare import __main__ as prepare_cli
 from muselq_sb.prepare.shards import write_shards

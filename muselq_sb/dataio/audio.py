@@ -12,8 +12,8 @@ Authors
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-import math
 import os
 from typing import BinaryIO, Callable, Iterator
 
@@ -226,48 +226,56 @@ def random_crop(
     return wav[..., offset : offset + n_samples]
 
 
-def fixed_segments(
-    duration: float, segment_seconds: float, min_last_seconds: float = 1.0
+def window_bounds(
+    length: float, window: float, hop: float | None = None, min_last: float = 0.0
 ) -> list[tuple[float, float]]:
-    """Cuts ``[0, duration)`` into non-overlapping windows.
+    """Cuts ``[0, length)`` into windows: the one windowing of the package.
 
-    Every window is ``segment_seconds`` long except the last, which is kept
-    only when it lasts at least ``min_last_seconds`` (so a recording shorter
-    than that yields no window).
+    Windows of ``window`` start every ``hop`` (default ``window``: no
+    overlap), while the previous one ends before ``length``; the last one is
+    cut at ``length`` and kept only when it is whole or lasts at least
+    ``min_last`` (so a recording shorter than ``min_last`` yields none).
+    Lengths are in any one unit: seconds (pre-training segments, probe
+    windows) or samples (the windows of long tracks, :mod:`muselq_sb.inference.embedding`).
 
     Arguments
     ---------
-    duration : float
-        Length of the recording in seconds.
-    segment_seconds : float
-        Window length in seconds (> 0).
-    min_last_seconds : float
+    length : float
+        Length of the recording.
+    window : float
+        Window length (> 0).
+    hop : float, optional
+        Distance between window starts, in ``(0, window]``.
+    min_last : float
         Shortest last window kept.
 
     Returns
     -------
     list of (start, stop)
-        Seconds, rounded to the microsecond.
+        Rounded to 6 decimals (integers stay integers).
 
     Example
     -------
-    >>> fixed_segments(70.0, 30.0)
+    >>> window_bounds(70.0, 30.0, min_last=1.0)
     [(0.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
-    >>> fixed_segments(60.5, 30.0)
+    >>> window_bounds(60.5, 30.0, min_last=1.0)
     [(0.0, 30.0), (30.0, 60.0)]
+    >>> window_bounds(100, 40, hop=30)
+    [(0, 40), (30, 70), (60, 100)]
     """
-    if segment_seconds <= 0:
-        raise ValueError(f"segment_seconds must be > 0, got {segment_seconds}")
-    segments = []
-    for k in range(max(0, math.ceil(duration / segment_seconds - 1e-9))):
-        start = k * segment_seconds
-        stop = min(duration, start + segment_seconds)
-        length = stop - start
-        if length > 1e-6 and (
-            length >= segment_seconds - 1e-9 or length >= min_last_seconds - 1e-9
-        ):
-            segments.append((round(start, 6), round(stop, 6)))
-    return segments
+    hop = window if hop is None else hop
+    if window <= 0 or not 0 < hop <= window:
+        raise ValueError(f"windows of {window} every {hop}: expected "
+                         "0 < hop <= window")
+    bounds = []
+    for k in itertools.count():
+        start = k * hop
+        stop = min(length, start + window)
+        size = stop - start
+        if size > 1e-6 and (size >= window - 1e-9 or size >= min_last - 1e-9):
+            bounds.append((round(start, 6), round(stop, 6)))
+        if start + window >= length - 1e-9:
+            return bounds
 
 
 def _as_seconds(value: object) -> float | None:

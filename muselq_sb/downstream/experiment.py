@@ -16,18 +16,18 @@ from typing import Mapping
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from muselq_sb.dataio.manifest import SPLITS, atomic_write_text, read_manifest, read_task
 from muselq_sb.downstream.brain import ProbeBrain, WindowDataset
-from muselq_sb.downstream.embeddings import (
+from muselq_sb.downstream.cache import (
     ItemStore,
     WindowConfig,
     encoder_identity,
+    load_embedder,
     load_or_extract,
-    load_pooler,
 )
 from muselq_sb.downstream.targets import TaskTargets, item_groups
+from muselq_sb.utils.hparams import load_hparams, save_hparams
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +47,23 @@ def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
     identity = encoder_identity(hparams["encoder"], hparams["seed"])
     store = hparams["embedding_store"]
     store = ItemStore(store, identity, config) if store else None
-    get_pooler = functools.cache(
-        lambda: load_pooler(
-            hparams["encoder"], device, hparams["seed"], hparams["model_loader"]
+    get_embedder = functools.cache(
+        lambda: load_embedder(
+            hparams["encoder"], device, hparams["seed"], hparams["model_loader"],
+            precision="bf16" if hparams["extract_bf16"] else "fp32",
         )
     )
     splits = {
         split: load_or_extract(
-            hparams["task_folder"], split, hparams["cache_folder"], get_pooler,
+            hparams["task_folder"], split, hparams["cache_folder"], get_embedder,
             identity, config, store,
             batch_size=hparams["extract_batch_size"],
             num_workers=hparams["extract_num_workers"],
-            bf16=hparams["extract_bf16"],
+            device=device,
         )
         for split in SPLITS
     }
-    get_pooler.cache_clear()
+    get_embedder.cache_clear()
     return splits
 
 
@@ -153,14 +154,13 @@ def run_probe_experiment(
     Too slow for a doctest (it trains); ``tests/test_downstream_suite.py``
     runs it through the suite and ``recipes/downstream/train.py``.
     """
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=str(hparams_file),
         overrides=overrides,
         save_env_desc=save_env_desc,
     )
+    save_hparams(hparams["output_folder"], hparams_file, overrides)
     task = read_task(hparams["task_folder"])
     if task["name"] != hparams["task_name"]:
         logger.warning(

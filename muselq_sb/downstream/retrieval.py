@@ -95,7 +95,7 @@ def evaluate_retrieval(
         The manifest column items are matched on.
     encoders : sequence of mappings
         Per encoder, its cached ``valid`` and ``test`` splits
-        (:func:`~muselq_sb.downstream.embeddings.load_or_extract`).
+        (:func:`~muselq_sb.downstream.cache.load_or_extract`).
     n_boot : int
         Bootstrap replicates of the interval.
 

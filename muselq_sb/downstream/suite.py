@@ -10,7 +10,7 @@ weight seed i with probe seed i: five seeds are five random encoders.
 Embeddings are extracted once per encoder and reused by every probe seed
 (one split cache per task and encoder), and an item shared by several tasks
 (the demo corpus's music clips) is extracted once per encoder
-(:class:`~muselq_sb.downstream.embeddings.ItemStore`). A task whose
+(:class:`~muselq_sb.downstream.cache.ItemStore`). A task whose
 ``task.json`` has ``"retrieval": {"key": ...}`` is also scored by same-key
 retrieval (:mod:`muselq_sb.downstream.retrieval`). Every score is
 summarised over seeds with its 95 % interval and written as tables and a

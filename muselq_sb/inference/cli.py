@@ -2,8 +2,8 @@
 
 ::
 
-    muselq-embed MODEL INPUT OUTPUT_FOLDER [--layers -1|all|3,6|weighted]
-        [--weights ...] [--pooling none|mean|max] [--format npy|pt]
+    muselq-embed MODEL INPUT OUTPUT_FOLDER [--layers -1|all|3,6|weighted|log_mel]
+        [--weights ...] [--pooling none|mean|max|mean_std] [--format npy|pt]
         [--dtype fp32|bf16] [--device cpu|cuda] [--mode auto|full|window]
         [--window-seconds 30] [--overlap-seconds 5] [--force]
 
@@ -35,8 +35,9 @@ from tqdm import tqdm
 
 from muselq_sb.dataio.audio import AudioError
 from muselq_sb.dataio.manifest import is_up_to_date
-from muselq_sb.inference.encoder import DTYPES, MODES, MusicEncoder, select_layers
-from muselq_sb.inference.package import ModelFolderError
+from muselq_sb.inference.embedding import MODES, select_layers
+from muselq_sb.inference.encoder import DTYPES, MusicEncoder
+from muselq_sb.utils.hparams import ModelFolderError
 
 logger = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
@@ -99,20 +100,21 @@ def save_embedding(emb: torch.Tensor, path: Path) -> None:
 
 
 def parse_layers(text: str):
-    """``-1`` -> -1, ``all``/``weighted`` kept, ``3,6`` -> [3, 6].
+    """``-1`` -> -1, ``all``/``weighted``/``log_mel`` kept, ``3,6`` -> [3, 6].
 
     Example
     -------
     >>> parse_layers("-1"), parse_layers("all"), parse_layers("0,2")
     (-1, 'all', [0, 2])
     """
-    if text in ("all", "weighted"):
+    if text in ("all", "weighted", "log_mel"):
         return text
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--layers {text!r}: expected an int, a comma list, all or weighted"
+            f"--layers {text!r}: expected an int, a comma list, all, weighted "
+            "or log_mel"
         ) from None
     return values[0] if len(values) == 1 and "," not in text else values
 
@@ -128,11 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="audio file or folder (recursive)")
     p.add_argument("output", type=Path, help="output folder (mirrors input)")
     p.add_argument("--layers", type=parse_layers, default=-1,
-                   help="-1 (last), an index, a list '3,6', 'all' or "
-                        "'weighted' (with --weights); 0 is the input layer")
+                   help="-1 (last), an index, a list '3,6', 'all', "
+                        "'weighted' (with --weights) or 'log_mel' (the "
+                        "normalised log-mel); 0 is the input layer")
     p.add_argument("--weights", type=float, nargs="+",
                    help="one weight per hidden state for --layers weighted")
-    p.add_argument("--pooling", choices=("none", "mean", "max"), default="none",
+    p.add_argument("--pooling", choices=("none", "mean", "max", "mean_std"),
+                   default="none",
                    help="pool over time (none keeps 25 frames per second)")
     p.add_argument("--format", choices=("npy", "pt"), default="npy")
     p.add_argument("--dtype", choices=DTYPES, default="fp32")
@@ -184,7 +188,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     try:  # bad --layers / --weights fail here, not once per file
         n_states = encoder.model.num_layers + 1
-        select_layers([torch.zeros(1, 1, 1)] * n_states, args.layers, args.weights)
+        if args.layers != "log_mel":
+            select_layers([torch.zeros(1, 1, 1)] * n_states, args.layers, args.weights)
     except ValueError as err:
         print(f"muselq-embed: {err}", file=sys.stderr)
         return 2

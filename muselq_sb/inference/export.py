@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from muselq_sb.inference.embedding import load_model
 from muselq_sb.lobes.model import MusicModel
 
 #: Lengths (seconds) every export is checked on.
@@ -264,9 +265,9 @@ def quantize_int8(model: MusicModel) -> MusicModel:
 
 
 def load_int8_music_model(
-    source: str | Path, random_init: bool = False, device: str = "cpu"
+    source: str | Path, random_seed: Optional[int] = None, device: str = "cpu"
 ) -> MusicModel:
-    """``load_music_model`` then ``quantize_int8``: a CPU int8 encoder.
+    """``load_model`` then ``quantize_int8``: a CPU int8 encoder.
 
     Has the loader signature the downstream suite takes (its yaml key
     ``model_loader``), so probes can measure what int8 costs::
@@ -274,11 +275,9 @@ def load_int8_music_model(
         python recipes/downstream/run_suite.py --encoder=RUN --no_baselines \
             --model_loader=!name:muselq_sb.inference.export.load_int8_music_model
     """
-    from muselq_sb.lobes.model import load_music_model
-
     if device != "cpu":
         raise ValueError(f"int8 dynamic quantisation runs on CPU, not {device}")
-    return quantize_int8(load_music_model(source, random_init=random_init))
+    return quantize_int8(load_model(source, random_seed=random_seed))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -287,8 +286,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Writes ``encoder.ts.pt`` (TorchScript), ``encoder.onnx`` and
     ``encoder_int8.ts.pt`` into OUT and prints each max abs difference.
     """
-    from muselq_sb.inference.encoder import MusicEncoder
-
     p = argparse.ArgumentParser(description="Export a muselq_sb encoder.")
     p.add_argument("model", type=Path, help="packaged model or run folder")
     p.add_argument("out", type=Path)
@@ -296,7 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    choices=["torchscript", "onnx", "int8"])
     p.add_argument("--all-layers", action="store_true")
     args = p.parse_args(argv)
-    model = MusicEncoder.from_path(args.model).model
+    model = load_model(args.model)
     jobs = {
         "torchscript": lambda: check_torchscript(model, export_torchscript(
             model, args.out / "encoder.ts.pt", args.all_layers), args.all_layers),

@@ -24,26 +24,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from muselq_sb.dataio.manifest import atomic_write_text
-from muselq_sb.lobes.loading import (
+from muselq_sb.inference.embedding import MODEL_FILE, load_model, load_run_state
+from muselq_sb.lobes.model import MusicModel
+from muselq_sb.utils.hparams import (
     HPARAMS_FILE,
-    ModelFolderError,
-    build_from_yaml,
     dump_yaml,
-    evaluate_applies,
-    load_run_state,
+    model_definition,
     read_run_hparams,
-    run_model_yaml,
-    strip_tags,
 )
-from muselq_sb.lobes.model import MusicModel, build_music_model
 from muselq_sb.version import __version__
 
-MODEL_FILE = "model.safetensors"
 QUANTIZER_FILE = "quantizer.safetensors"
 CARD_FILE = "README.md"
 #: Run hyperparameters quoted in the model card.
@@ -60,46 +54,34 @@ def _plain(value: Any) -> Any:
     return yaml.safe_load(dump_yaml({"v": value}))["v"]
 
 
-def model_yaml(run_folder: str | Path) -> str:
+def model_yaml(run_folder: Path, model: MusicModel) -> str:
     """The model-only ``hyperparams.yaml`` text of a pre-training run.
 
     It keeps the run's ``model`` and ``ssl_model.quantizer`` definitions
-    (``!apply:`` presets evaluated to numbers), drops data paths and
+    (size presets of old runs evaluated to numbers), drops data paths and
     training objects, and adds ``sample_rate``, ``frame_rate``,
-    ``attention_type``, ``num_layers`` and ``d_model``.
-
-    Arguments
-    ---------
-    run_folder : path-like
-        A pre-training output folder.
-
-    Returns
-    -------
-    str
-        YAML text that :func:`build_from_yaml` turns into a model.
+    ``attention_type``, ``num_layers`` and ``d_model`` (of ``model``, the
+    run's encoder).
     """
-    run_folder = Path(run_folder)
-    text = run_model_yaml(run_folder, with_quantizer=True)
-    built = build_music_model(text, run_folder / HPARAMS_FILE)
     header = {
         "muselq_sb_version": __version__,
-        "sample_rate": built.frontend.sample_rate,
-        "frame_rate": built.frame_rate,
-        "attention_type": getattr(built.encoder, "attention_type", "unknown"),
-        "num_layers": built.num_layers,
-        "d_model": built.d_model,
+        "sample_rate": model.frontend.sample_rate,
+        "frame_rate": model.frame_rate,
+        "attention_type": getattr(model.encoder, "attention_type", "unknown"),
+        "num_layers": model.num_layers,
+        "d_model": model.d_model,
     }
     intro = (
         "# muselq_sb model (model only: no data paths, no training objects).\n"
-        "# Load with muselq_sb.inference.encoder.MusicEncoder.from_folder.\n"
+        "# Load with muselq_sb.inference.encoder.MusicEncoder.from_path.\n"
     )
-    return intro + dump_yaml(header) + text
+    return intro + dump_yaml(header) + model_definition(run_folder, with_quantizer=True)
 
 
 def _training_facts(run_folder: Path, ckpt_dir: Path) -> dict:
     """Hyperparameters and checkpoint meta quoted in the model card."""
     doc = read_run_hparams(run_folder)
-    facts = {k: _plain(evaluate_applies(doc[k])) for k in CARD_KEYS if k in doc}
+    facts = {k: _plain(doc[k]) for k in CARD_KEYS if k in doc}
     for name in ("brain.ckpt", "CKPT.yaml"):  # plain yaml files
         path = ckpt_dir / name
         if path.is_file():
@@ -176,7 +158,7 @@ def model_card(model: MusicModel, facts: dict) -> str:
         "BEST-RQ pre-trained music encoder packaged by muselq_sb "
         f"{__version__}. Weights are safetensors; nothing is unpickled.\n\n"
         "```python\nfrom muselq_sb.inference.encoder import MusicEncoder\n"
-        "enc = MusicEncoder.from_folder(\"<this folder>\")\n"
+        "enc = MusicEncoder.from_path(\"<this folder>\")\n"
         "emb = enc.encode_file(\"song.mp3\", layers=-1, pooling=\"mean\")\n```\n\n"
         "## Architecture\n\n" + table(arch) + "\n## Training\n\n" + table(train)
         + "\nFiles: `model.safetensors` (encoder + input statistics), "
@@ -202,9 +184,8 @@ def package_model(run_folder: str | Path, out_folder: str | Path) -> Path:
     """
     run_folder, out_folder = Path(run_folder), Path(out_folder)
     model_state, quantizer_state, ckpt_dir = load_run_state(run_folder)
-    text = model_yaml(run_folder)
-    model = build_music_model(text, run_folder / HPARAMS_FILE)
-    model.load_state_dict(model_state, strict=True)
+    model = load_model(run_folder)  # the weights fit the model definition
+    text = model_yaml(run_folder, model)
     out_folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": "muselq_sb", "version": __version__}
     save_file(model_state, str(out_folder / MODEL_FILE), metadata=meta)
@@ -214,58 +195,3 @@ def package_model(run_folder: str | Path, out_folder: str | Path) -> Path:
     card = model_card(model, _training_facts(run_folder, ckpt_dir))
     atomic_write_text(out_folder / CARD_FILE, card)
     return out_folder
-
-
-def load_model_folder(model_folder: str | Path) -> tuple[MusicModel, dict]:
-    """Builds the ``MusicModel`` of a packaged folder (safetensors + yaml).
-
-    Arguments
-    ---------
-    model_folder : path-like
-        A folder written by :func:`package_model`.
-
-    Returns
-    -------
-    model : MusicModel
-        With its weights, in eval mode.
-    info : dict
-        The plain facts of ``hyperparams.yaml`` (``sample_rate``...).
-    """
-    folder = Path(model_folder)
-    hparams_path, weights = folder / HPARAMS_FILE, folder / MODEL_FILE
-    for path in (hparams_path, weights):
-        if not path.is_file():
-            raise ModelFolderError(path, "missing: not a packaged model folder")
-    text = hparams_path.read_text(encoding="utf-8")
-    model = build_music_model(text, hparams_path)
-    try:
-        model.load_state_dict(load_file(str(weights)), strict=True)
-    except (RuntimeError, OSError) as err:
-        raise ModelFolderError(weights, f"does not fit the yaml model ({err})") from err
-    info = {k: v for k, v in yaml.safe_load(strip_tags(text)).items()
-            if not isinstance(v, (dict, list))}
-    return model.eval(), info
-
-
-def load_quantizer(model_folder: str | Path) -> torch.nn.Module:
-    """The frozen BEST-RQ quantizer of a packaged model folder.
-
-    Arguments
-    ---------
-    model_folder : path-like
-        A folder written by :func:`package_model`.
-
-    Returns
-    -------
-    RandomProjectionQuantizer
-        Tokens of stacked normalised log-mels (``model.targets(mel)``).
-    """
-    folder = Path(model_folder)
-    path = folder / HPARAMS_FILE
-    quantizer = build_from_yaml(path.read_text(encoding="utf-8"), path, "quantizer")
-    weights = folder / QUANTIZER_FILE
-    if not weights.is_file():
-        raise ModelFolderError(weights, "missing: the run had no quantizer")
-    quantizer.load_state_dict(load_file(str(weights)), strict=True)
-    return quantizer
-

@@ -38,9 +38,10 @@ class MelFrontend(nn.Module):
     log_offset : float
         Added before the log.
     chunk_frames : int
-        Longer inputs get their STFT ``chunk_frames`` frames at a time: the
-        same log-mel, with the memory of the complex STFT bounded (about
-        0.5 GB for ten minutes at 24 kHz in one piece); 0 = never.
+        Longer inputs get their STFT ``chunk_frames`` frames at a time (30 s
+        at 100 Hz): the same log-mel, bit for bit, with the memory of the
+        complex STFT bounded (about 0.5 GB for ten minutes at 24 kHz in one
+        piece); 0 = never.
 
     Example
     -------
@@ -57,7 +58,7 @@ class MelFrontend(nn.Module):
         hop_length: int = 240,
         n_mels: int = 128,
         log_offset: float = 1e-6,
-        chunk_frames: int = 6000,
+        chunk_frames: int = 3000,
     ) -> None:
         super().__init__()
         self.sample_rate = sample_rate

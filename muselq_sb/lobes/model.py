@@ -1,13 +1,14 @@
 """The music encoder: waveform -> log-mel -> normalisation -> convolutional
-subsampling (25 Hz) -> Branchformer / Conformer -> hidden states; and its
-one loader, :func:`load_music_model` (a pre-training run's latest checkpoint).
+subsampling (25 Hz) -> Branchformer / Conformer -> hidden states.
+
+Loading a trained one, and turning audio into embeddings with it:
+:mod:`muselq_sb.inference.embedding`.
 
 Authors
  * muselq_sb team
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -21,17 +22,7 @@ from muselq_sb.lobes.frontend import (
     stack_frames,
     stacked_lengths,
 )
-from muselq_sb.lobes.loading import (
-    HPARAMS_FILE,
-    ModelFolderError,
-    build_from_yaml,
-    latest_checkpoint,
-    load_run_state,
-    run_model_yaml,
-)
 from muselq_sb.nnet.masking import padding_mask
-
-__all__ = ["MusicModel", "build_music_model", "latest_checkpoint", "load_music_model"]
 
 
 class MusicModel(nn.Module):
@@ -153,84 +144,3 @@ class MusicModel(nn.Module):
         """Valid encoder frames per example (absolute)."""
         n_samples = torch.round(wav_lens.float() * wavs.shape[1]).long()
         return stacked_lengths(self.frontend.frame_lengths(n_samples), self.stack)
-
-
-def build_music_model(text: str, path: str | Path) -> MusicModel:
-    """The ``MusicModel`` of checked model-only yaml text (its ``model`` key).
-
-    Arguments
-    ---------
-    text : str
-        Model-only HyperPyYAML text (a packaged ``hyperparams.yaml`` or
-        :func:`~muselq_sb.lobes.loading.run_model_yaml`).
-    path : path-like
-        Where it comes from (for messages).
-
-    Returns
-    -------
-    MusicModel
-        With freshly initialised weights (drawn from torch's random state).
-
-    Example
-    -------
-    >>> build_music_model("model: !new:torch.nn.Identity", "h.yaml")
-    Traceback (most recent call last):
-    ...
-    muselq_sb.lobes.loading.ModelFolderError: h.yaml: 'model' is not a muselq_sb MusicModel
-    """
-    model = build_from_yaml(text, path)
-    if not isinstance(model, MusicModel):
-        raise ModelFolderError(path, "'model' is not a muselq_sb MusicModel")
-    return model
-
-
-def load_music_model(
-    source: str | Path,
-    random_init: bool = False,
-    device: str = "cpu",
-) -> MusicModel:
-    """Loads the encoder of a pre-training run, frozen, in eval mode.
-
-    The one loader of a run's encoder (the downstream suite, the inference
-    API and the export use it). The model is built from the run's model
-    definition alone (:func:`~muselq_sb.lobes.loading.run_model_yaml`): the
-    training yaml's ``seed_everything`` line does not run, so random weights
-    come from the caller's random state (seed it for a reproducible
-    baseline). The checkpoint is read with ``weights_only``: a pickled
-    object is refused with ``ModelFolderError``.
-
-    Arguments
-    ---------
-    source : path-like
-        A pre-training output folder (its ``hyperparams.yaml`` and the
-        latest ``save/CKPT+*/ssl_model.ckpt``).
-    random_init : bool
-        Same architecture with random weights, keeping the saved input
-        normalisation statistics (the random-weights baseline).
-    device : str
-        Where to put the model.
-
-    Returns
-    -------
-    MusicModel
-        With ``requires_grad`` off and ``eval()`` mode.
-    """
-    source = Path(source)
-    state, _, ckpt_dir = load_run_state(source)
-    model = build_music_model(run_model_yaml(source), source / HPARAMS_FILE)
-    if random_init:  # the baseline keeps the run's input statistics
-        state = {k: v for k, v in state.items() if k.startswith("normalizer.")}
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if k.startswith("normalizer.")]
-        if missing or result.unexpected_keys:
-            raise ModelFolderError(
-                ckpt_dir / "ssl_model.ckpt",
-                f"input statistics do not fit the model (missing {missing}, "
-                f"unexpected {result.unexpected_keys})",
-            )
-    else:
-        model.load_state_dict(state, strict=True)
-    model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

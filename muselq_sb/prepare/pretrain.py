@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from muselq_sb.dataio.audio import fixed_segments
+from muselq_sb.dataio.audio import window_bounds
 from muselq_sb.dataio.manifest import is_up_to_date, read_task
 from muselq_sb.prepare.common import audio_duration, summarize_task, write_pretrain_task
 from muselq_sb.prepare.demo import list_demo
@@ -96,7 +96,7 @@ def segment_tracks(
             unreadable += 1
             continue
         for k, (start, stop) in enumerate(
-            fixed_segments(duration, segment_seconds, min_segment_seconds)
+            window_bounds(duration, segment_seconds, min_last=min_segment_seconds)
         ):
             rows.append({"ID": f"{track_id}-{k:04d}", "path": str(path),
                          "duration": round(stop - start, 6), "start": start,

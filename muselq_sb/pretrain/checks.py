@@ -5,130 +5,22 @@ A wrong value in a hparams file (or an override) would otherwise surface as
 an error deep inside a constructor (``GroupedLinear: in_features=32 ... must
 be divisible by groups=3``) or, worse, after hours of training. Here the
 file is read with its references and overrides resolved but *without*
-creating any object (``load_plain_hparams``), and ``check_hparams`` raises a
-``ConfigError`` whose message starts with the name of the offending key.
+creating any object (``muselq_sb.utils.hparams.load_plain_hparams``), and
+``check_hparams`` raises a ``ConfigError`` whose message starts with the
+name of the offending key.
 
 Authors
  * muselq_sb team
 """
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional
-
-import yaml
-from hyperpyyaml.core import resolve_references
+from typing import Any, Iterator, Mapping
 
 from muselq_sb.lobes.mixers import ATTENTION_TYPES
 from muselq_sb.pretrain.data import check_data_paths, check_shards
-from muselq_sb.utils import presets
+from muselq_sb.utils.hparams import ConfigError, Deferred
 
-#: ``!apply:`` functions evaluated while reading plain values (pure ones).
-PURE_FUNCTIONS = {"muselq_sb.utils.presets.preset": presets.preset}
 PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-class ConfigError(ValueError):
-    """A hparams value is invalid; the message starts with the key.
-
-    Example
-    -------
-    >>> str(ConfigError("nhead", "must divide d_model"))
-    'nhead: must divide d_model'
-    """
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-
-
-@dataclass
-class Deferred:
-    """An object a hparams file would create (``!new:``, ``!name:``, ...),
-    kept as its target and arguments instead of being built."""
-
-    tag: str
-    target: str
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-
-
-class _PlainLoader(yaml.SafeLoader):
-    """Reads a resolved HyperPyYAML stream without building objects."""
-
-
-def _node_args(loader: yaml.Loader, node: yaml.Node) -> tuple[list, dict]:
-    if isinstance(node, yaml.MappingNode):
-        return [], loader.construct_mapping(node, deep=True)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True), {}
-    return [], {}
-
-
-def _deferred(tag: str):
-    def construct(loader: yaml.Loader, target: str, node: yaml.Node) -> Any:
-        args, kwargs = _node_args(loader, node)
-        if tag == "!apply:" and target in PURE_FUNCTIONS:
-            try:
-                return PURE_FUNCTIONS[target](*args, **kwargs)
-            except (KeyError, TypeError, ValueError) as err:
-                message = str(err).strip('"')
-                if message.startswith("size: "):
-                    raise ConfigError("size", message[len("size: "):]) from err
-                raise ConfigError(target, message) from err
-        return Deferred(tag, target, args, kwargs)
-
-    return construct
-
-
-def _tuple(loader: yaml.Loader, node: yaml.Node) -> tuple:
-    text = loader.construct_scalar(node)
-    return tuple(yaml.safe_load("[" + text[1:-1] + "]"))
-
-
-for _tag in ("!new:", "!name:", "!module:", "!apply:"):
-    _PlainLoader.add_multi_constructor(_tag, _deferred(_tag))
-_PlainLoader.add_constructor("!tuple", _tuple)
-_PlainLoader.add_implicit_resolver("!tuple", re.compile(r"^\(.*\)$"), "(")
-
-
-def load_plain_hparams(
-    hparams_file: str | os.PathLike, overrides: Optional[str | Mapping] = None
-) -> dict[str, Any]:
-    """The values of a hparams file and its overrides, building nothing.
-
-    ``!ref`` references and overrides are resolved as HyperPyYAML does; the
-    size presets (``!apply:muselq_sb.utils.presets.preset``) are evaluated;
-    every other ``!new:``/``!name:``/``!apply:`` becomes a ``Deferred``.
-
-    Arguments
-    ---------
-    hparams_file : path-like
-        A HyperPyYAML file.
-    overrides : str or mapping, optional
-        As given to ``load_hyperpyyaml``.
-
-    Returns
-    -------
-    dict
-        Plain values and ``Deferred`` objects.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> f = os.path.join(tempfile.mkdtemp(), "h.yaml")
-    >>> _ = open(f, "w").write("size: tiny\\nd_model: !apply:muselq_sb."
-    ...     "utils.presets.preset [!ref <size>, d_model]\\n"
-    ...     "lin: !new:torch.nn.Linear [!ref <d_model>, 2]\\n")
-    >>> h = load_plain_hparams(f, "size: small")
-    >>> h["d_model"], h["lin"].target, h["lin"].args
-    (768, 'torch.nn.Linear', [768, 2])
-    """
-    with open(hparams_file, encoding="utf-8") as f:
-        stream = resolve_references(f, overrides or {})
-    return yaml.load(stream, Loader=_PlainLoader) or {}
 
 
 def _walk(value: Any, key: str = "") -> Iterator[tuple[str, Deferred]]:
@@ -178,7 +70,6 @@ def _check_values(h: Mapping[str, Any]) -> None:
     _require(h, "attention_type", lambda v: v in ATTENTION_TYPES,
              f"one of {list(ATTENTION_TYPES)}")
     _require(h, "precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}")
-    _require(h, "size", lambda v: v in presets.SIZES, f"one of {list(presets.SIZES)}")
 
 
 def _numbers(h: Mapping[str, Any], *keys: str) -> bool:
@@ -217,11 +108,12 @@ def check_hparams(hparams: Mapping[str, Any]) -> None:
     the first invalid value; the message starts with the key.
 
     Checks types and ranges of the scalar options, that ``nhead`` divides
-    ``d_model``, the attention type, the size, that a batch holds a segment,
-    that the quantizer input and the mel head output have ``n_mels * stack``
-    dimensions (when ``hparams`` comes from ``load_plain_hparams``), and
-    that every data folder exists (or, streaming, that the shard patterns
-    match enough shards).
+    ``d_model``, the attention type, that ``stack`` is a power of two, that
+    a batch holds a segment, that the quantizer input and the mel head
+    output have ``n_mels * stack`` dimensions (when ``hparams`` comes from
+    ``load_plain_hparams``), and that every data folder exists (or,
+    streaming, that the shard patterns match enough shards). The size is
+    checked when the file is read (``muselq_sb.utils.hparams``).
 
     Arguments
     ---------
@@ -234,11 +126,11 @@ def check_hparams(hparams: Mapping[str, Any]) -> None:
     >>> check_hparams({"d_model": 32, "nhead": 3})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    muselq_sb.pretrain.checks.ConfigError: nhead: 3 heads do not divide d_model (32); ...
+    muselq_sb.utils.hparams.ConfigError: nhead: 3 heads do not divide d_model (32); ...
     >>> check_hparams({"attention_type": "flash"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    muselq_sb.pretrain.checks.ConfigError: attention_type: got 'flash', expected one of [...]
+    muselq_sb.utils.hparams.ConfigError: attention_type: got 'flash', expected one of [...]
     """
     _check_values(hparams)
     _check_relations(hparams)

@@ -1,4 +1,5 @@
-"""A SpeechBrain ``Checkpointer`` whose checkpoints appear atomically.
+"""A SpeechBrain ``Checkpointer`` whose checkpoints appear atomically, and
+the latest complete checkpoint of a run (:func:`latest_checkpoint`).
 
 SpeechBrain writes ``CKPT.yaml`` first and the parameter files after it, so a
 process killed in the middle of a save leaves a folder that looks complete
@@ -17,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
@@ -84,3 +86,33 @@ class AtomicCheckpointer(Checkpointer):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def latest_checkpoint(save_folder: str | Path) -> Path:
+    """The most recent complete checkpoint folder (``CKPT+*``) of a run.
+
+    A folder counts only when its ``CKPT.yaml`` exists (written last by
+    SpeechBrain), so a checkpoint cut by a crash is never picked.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> save = Path(tempfile.mkdtemp())
+    >>> for name, time in (("CKPT+a", 2), ("CKPT+b", 1)):
+    ...     (save / name).mkdir()
+    ...     _ = (save / name / "CKPT.yaml").write_text(f"unixtime: {time}")
+    >>> (save / "CKPT+c").mkdir()  # newest, but incomplete
+    >>> latest_checkpoint(save).name
+    'CKPT+a'
+    """
+    save_folder = Path(save_folder)
+    candidates = []
+    for folder in save_folder.glob("CKPT+*"):
+        meta = folder / "CKPT.yaml"
+        if meta.is_file():
+            with open(meta, encoding="utf-8") as f:
+                info = yaml.safe_load(f) or {}
+            candidates.append((float(info.get("unixtime", 0)), folder.name, folder))
+    if not candidates:
+        raise FileNotFoundError(f"no complete checkpoint in {save_folder}")
+    return max(candidates)[2]

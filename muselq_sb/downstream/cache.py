@@ -3,8 +3,9 @@
 Each item of a split (its ``start``/``stop`` range) is cut into fixed windows
 (MARBLE: non-overlapping, a last window shorter than ``min_last_seconds``
 dropped); every window goes through the frozen encoder and each hidden state
-is mean-pooled over time, giving a float16 tensor ``[n_windows, L+1, d]`` per
-item. A split is stored as one ``<split>.pt`` holding the item IDs, their
+is mean-pooled over time (:func:`muselq_sb.inference.embedding.embed`, the
+path of the inference API and the command line too), giving a float16
+tensor ``[n_windows, L+1, d]`` per item. A split is stored as one ``<split>.pt`` holding the item IDs, their
 tensors, the skipped items and a fingerprint of encoder checkpoint + task +
 window settings: a changed checkpoint (or manifest) re-extracts. An
 :class:`ItemStore` shares single items between tasks cut from the same
@@ -13,15 +14,16 @@ clips.
 Encoders are named by a spec string: ``<folder>`` (a pre-training output
 folder), ``random:<folder>`` (same architecture, random weights drawn from
 the given seed, saved input statistics) or ``logmel:<folder>`` (mean and std
-over time of the model's normalised log-mel: one 256-dim "layer").
+over time of the model's normalised log-mel: one 256-dim "layer"), all
+loaded by :func:`muselq_sb.inference.embedding.load_model`.
 
 Authors
  * muselq_sb team
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -31,13 +33,12 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from muselq_sb.dataio.audio import AudioError, fixed_segments, load_audio
+from muselq_sb.dataio.audio import AudioError, load_audio, window_bounds
 from muselq_sb.dataio.manifest import read_manifest
-from muselq_sb.lobes.loading import latest_checkpoint
-from muselq_sb.lobes.model import load_music_model
+from muselq_sb.inference.embedding import embed, load_model
+from muselq_sb.utils.checkpoints import latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -76,110 +77,9 @@ class WindowConfig:
         """Sample ranges of the windows of a signal of ``n_samples``."""
         if self.window_seconds is None:
             return [(0, n_samples)]
-        seconds = fixed_segments(
-            n_samples / sample_rate, self.window_seconds, self.min_last_seconds
-        )
-        ranges = [
-            (round(a * sample_rate), min(n_samples, round(b * sample_rate)))
-            for a, b in seconds
-        ]
+        ranges = window_bounds(n_samples, round(self.window_seconds * sample_rate),
+                               min_last=round(self.min_last_seconds * sample_rate))
         return ranges or [(0, n_samples)]
-
-
-def masked_time_stats(
-    x: torch.Tensor, lengths: torch.Tensor, with_std: bool = False
-) -> torch.Tensor:
-    """Mean (and std) over the valid frames of ``x`` [B, T, d].
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        Frames [B, T, d].
-    lengths : torch.Tensor
-        Number of valid frames of each row (absolute; at least 1 is used).
-    with_std : bool
-        Also return the standard deviation, concatenated after the mean.
-
-    Returns
-    -------
-    torch.Tensor
-        [B, d] (or [B, 2d] with ``with_std``), float32.
-
-    Example
-    -------
-    >>> x = torch.tensor([[[1.], [3.], [100.]]])
-    >>> masked_time_stats(x, torch.tensor([2]), with_std=True).tolist()
-    [[2.0, 1.0]]
-    """
-    x = x.float()
-    valid = torch.clamp(lengths.to(x.device).float(), 1, x.shape[1])
-    mask = torch.arange(x.shape[1], device=x.device)[None, :] < valid[:, None]
-    mask = mask.unsqueeze(-1).float()
-    mean = (x * mask).sum(1) / valid[:, None]
-    if not with_std:
-        return mean
-    var = (((x - mean[:, None]) ** 2) * mask).sum(1) / valid[:, None]
-    return torch.cat([mean, var.sqrt()], dim=-1)
-
-
-class HiddenStatePooler(nn.Module):
-    """Time-mean-pooled hidden states of a ``MusicModel``: [B, L+1, d].
-
-    Arguments
-    ---------
-    model : nn.Module
-        Returns the list of hidden states [B, T, d] for ``(wavs, wav_lens)``
-        and has ``output_lengths(wavs, wav_lens)`` (valid frames per row).
-
-    Example
-    -------
-    >>> class Toy(nn.Module):
-    ...     def forward(self, wavs, wav_lens):
-    ...         x = wavs.reshape(wavs.shape[0], -1, 960)[..., :4]
-    ...         return [x, 2 * x]
-    ...     def output_lengths(self, wavs, wav_lens):
-    ...         return torch.round(wav_lens * wavs.shape[1] / 960)
-    >>> HiddenStatePooler(Toy())(torch.ones(2, 9600), torch.ones(2)).shape
-    torch.Size([2, 2, 4])
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-        """Pools each hidden state over its valid frames."""
-        states = self.model(wavs, wav_lens)
-        lengths = self.model.output_lengths(wavs, wav_lens)
-        return torch.stack([masked_time_stats(h, lengths) for h in states], 1)
-
-
-class LogMelPooler(nn.Module):
-    """The pooled log-mel baseline: mean and std over time, one "layer".
-
-    Arguments
-    ---------
-    model : nn.Module
-        Has ``features(wavs, wav_lens) -> (log_mel [B, T, n_mels], frames)``
-        (``frames``: valid frames per row).
-
-    Example
-    -------
-    >>> class Toy(nn.Module):
-    ...     def features(self, wavs, wav_lens):
-    ...         return wavs.reshape(wavs.shape[0], -1, 2), wav_lens * 4
-    >>> LogMelPooler(Toy())(torch.ones(3, 8), torch.ones(3)).shape
-    torch.Size([3, 1, 4])
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-        """Mean and std of the normalised log-mel over its valid frames."""
-        feats, frames = self.model.features(wavs, wav_lens)
-        return masked_time_stats(feats, frames, with_std=True).unsqueeze(1)
 
 
 def parse_encoder(spec: str) -> tuple[str, Path]:
@@ -237,12 +137,10 @@ def encoder_identity(spec: str, seed: int = 0) -> dict:
 
     Example
     -------
-    >>> d = Path(tempfile.mkdtemp())
-    >>> (d / "save" / "CKPT+1").mkdir(parents=True)
-    >>> _ = (d / "save" / "CKPT+1" / "CKPT.yaml").write_text("unixtime: 1")
-    >>> _ = (d / "hyperparams.yaml").write_text("d_model: 8")
-    >>> sorted(encoder_identity(f"random:{d}", seed=3))
-    ['checkpoint', 'kind', 'seed']
+    >>> encoder_identity("random:/nowhere", seed=3)
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: /nowhere/hyperparams.yaml not found: expected a pre-training output folder
     """
     kind, folder = parse_encoder(spec)
     identity = {"kind": kind, "checkpoint": checkpoint_fingerprint(folder)}
@@ -251,13 +149,14 @@ def encoder_identity(spec: str, seed: int = 0) -> dict:
     return identity
 
 
-def load_pooler(
+def load_embedder(
     spec: str,
     device: str = "cpu",
     seed: int = 0,
-    load_model: Callable[..., nn.Module] | None = None,
-) -> nn.Module:
-    """Builds the frozen pooling encoder named by ``spec``.
+    model_loader: Callable[..., torch.nn.Module] = load_model,
+    precision: str = "fp32",
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The frozen encoder named by ``spec``, as ``(wavs, wav_lens) -> [B, K, d]``.
 
     Arguments
     ---------
@@ -267,31 +166,37 @@ def load_pooler(
         Where the encoder runs.
     seed : int
         Seed of the random weights (``random:``), for reproducible baselines.
-    load_model : callable, optional
-        ``load_model(folder, random_init=..., device=...)``; default
-        ``muselq_sb.lobes.model.load_music_model``.
+    model_loader : callable
+        ``model_loader(folder, random_seed=..., device=...)``; default
+        :func:`~muselq_sb.inference.embedding.load_model`.
+    precision : str
+        ``fp32``, or autocast to ``bf16``.
 
     Returns
     -------
-    nn.Module
-        :class:`HiddenStatePooler` or :class:`LogMelPooler`, in eval mode
-        without gradients.
+    callable
+        Every hidden state mean-pooled over time ([B, L+1, d]), or for
+        ``logmel:`` the mean and std of the normalised log-mel ([B, 1, 2 n_mels]).
 
     Example
     -------
-    >>> def load(folder, random_init, device):
-    ...     return nn.Linear(2, 2)
-    >>> pooler = load_pooler("logmel:/runs/x", load_model=load)
-    >>> type(pooler).__name__, pooler.training
-    ('LogMelPooler', False)
+    >>> from muselq_sb.lobes.branchformer import BranchformerEncoder
+    >>> from muselq_sb.lobes.model import MusicModel
+    >>> def loader(folder, random_seed, device):
+    ...     enc = BranchformerEncoder(1, d_model=8, nhead=2, kernel_size=3,
+    ...                               csgu_linear_units=16)
+    ...     return MusicModel(enc, 8, subsampling_channels=8).eval()
+    >>> embedder = load_embedder("logmel:/runs/x", model_loader=loader)
+    >>> embedder(torch.randn(2, 24000), torch.ones(2)).shape
+    torch.Size([2, 1, 256])
     """
     kind, folder = parse_encoder(spec)
-    load_model = load_model or load_music_model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = load_model(folder, random_init=(kind == "random"), device=device)
-    pooler = LogMelPooler(model) if kind == "logmel" else HiddenStatePooler(model)
-    return pooler.to(device).eval().requires_grad_(False)
+    model = model_loader(folder, random_seed=seed if kind == "random" else None,
+                         device=device)
+    if kind == "logmel":
+        return functools.partial(embed, model, layers="log_mel", pooling="mean_std")
+    return functools.partial(embed, model, layers="all", pooling="mean", mode="full",
+                             precision=precision)
 
 
 def _file_sha1(path: Path) -> str:
@@ -352,11 +257,11 @@ class _ItemWindows(torch.utils.data.Dataset):
 @torch.no_grad()
 def extract_split(
     rows: Sequence[Mapping[str, str]],
-    pooler: nn.Module,
+    embedder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     config: WindowConfig,
     batch_size: int = 8,
     num_workers: int = 0,
-    bf16: bool = False,
+    device: str = "cpu",
     desc: str = "extract",
 ) -> dict:
     """Pooled embeddings of every readable item of ``rows``.
@@ -365,8 +270,8 @@ def extract_split(
     ---------
     rows : sequence of mappings
         Manifest rows (``ID``, ``path``, ``start``, ``stop``).
-    pooler : nn.Module
-        ``(wavs [B, N], wav_lens [B]) -> [B, L+1, d]``.
+    embedder : callable
+        ``(wavs [B, N], wav_lens [B]) -> [B, L+1, d]`` (:func:`load_embedder`).
     config : WindowConfig
         Windowing.
     batch_size : int
@@ -375,8 +280,8 @@ def extract_split(
         embedding and the result does not depend on the batching.
     num_workers : int
         DataLoader workers that decode audio.
-    bf16 : bool
-        Run the encoder under bfloat16 autocast.
+    device : str
+        Where the windows go (the embedder's device).
     desc : str
         Progress-bar label.
 
@@ -391,17 +296,13 @@ def extract_split(
     >>> import numpy as np, soundfile as sf
     >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
     >>> sf.write(f, np.zeros(24000 * 5, "float32"), 24000)
-    >>> class Toy(nn.Module):  # one "layer": the window length in seconds
-    ...     def forward(self, wavs, wav_lens):
-    ...         return torch.full((len(wavs), 1, 1), wavs.shape[1] / 24000)
+    >>> def toy(wavs, wav_lens):  # one "layer": the window length in seconds
+    ...     return torch.full((len(wavs), 1, 1), wavs.shape[1] / 24000)
     >>> rows = [{"ID": "a", "path": f}, {"ID": "b", "path": f + ".gone"}]
-    >>> out = extract_split(rows, Toy(), WindowConfig(2.0), desc="doc")
+    >>> out = extract_split(rows, toy, WindowConfig(2.0), desc="doc")
     >>> out["ids"], out["embeddings"][0].flatten().tolist(), out["skipped"]
     (['a'], [2.0, 2.0, 1.0], ['b'])
     """
-    tensors = itertools.chain(pooler.parameters(), pooler.buffers())
-    device = next((t.device for t in tensors), torch.device("cpu"))
-    pooler.eval()
     loader = torch.utils.data.DataLoader(
         _ItemWindows(rows, config), batch_size=None, num_workers=num_workers
     )
@@ -412,8 +313,7 @@ def extract_split(
     def flush(length: int) -> None:
         batch = pending.pop(length)
         wavs = torch.stack([w for _, _, w in batch]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = pooler(wavs, torch.ones(len(batch), device=device))
+        out = embedder(wavs, torch.ones(len(batch), device=device))
         for (item, k, _), emb in zip(batch, out.float().cpu().half()):
             pooled.setdefault(item, {})[k] = emb
 
@@ -519,7 +419,7 @@ def load_or_extract(
     task_folder: str | os.PathLike,
     split: str,
     cache_folder: str | os.PathLike,
-    get_pooler: Callable[[], nn.Module],
+    get_embedder: Callable[[], Callable],
     identity: Mapping,
     config: WindowConfig,
     store: ItemStore | None = None,
@@ -535,9 +435,9 @@ def load_or_extract(
         ``train``, ``valid`` or ``test``.
     cache_folder : path-like
         Where ``<split>.pt`` lives.
-    get_pooler : callable
-        Returns the frozen pooling encoder (:func:`load_pooler`); called
-        only when an item must be extracted.
+    get_embedder : callable
+        Returns the frozen encoder (:func:`load_embedder`); called only
+        when an item must be extracted.
     identity : mapping
         Identifies the encoder (:func:`encoder_identity`).
     config : WindowConfig
@@ -569,7 +469,7 @@ def load_or_extract(
     todo = [row for i, row in enumerate(rows) if i not in stored]
     fresh = {"ids": [], "embeddings": [], "skipped": []}
     if todo:
-        fresh = extract_split(todo, get_pooler(), config, desc=split, **extract_kwargs)
+        fresh = extract_split(todo, get_embedder(), config, desc=split, **extract_kwargs)
     if store is not None:
         by_id = {row["ID"]: row for row in todo}
         for item_id, emb in zip(fresh["ids"], fresh["embeddings"]):

@@ -8,18 +8,16 @@ import torch
 from torch import nn
 
 from muselq_sb.dataio.manifest import read_manifest, write_task
-from muselq_sb.downstream.embeddings import (
-    HiddenStatePooler,
+from muselq_sb.downstream.cache import (
     ItemStore,
-    LogMelPooler,
     WindowConfig,
     encoder_identity,
     extract_split,
+    load_embedder,
     load_or_extract,
-    load_pooler,
-    masked_time_stats,
     parse_encoder,
 )
+from muselq_sb.inference.embedding import embed, load_model, pool_time
 from tests.fixtures.audio import write_audio
 from tests.recipe_utils import write_run_folder
 
@@ -84,9 +82,9 @@ def test_window_counts(seconds, config, expected):
     assert windows[0][0] == 0 and windows[-1][1] <= int(seconds * SR)
 
 
-def test_masked_time_stats_ignores_padding():
+def test_mean_std_pooling_ignores_padding():
     x = torch.tensor([[[1.0], [3.0], [50.0]], [[2.0], [4.0], [6.0]]])
-    out = masked_time_stats(x, torch.tensor([2, 3]), with_std=True)
+    out = pool_time(x, torch.tensor([2, 3]), "mean_std")
     assert out[0].tolist() == [2.0, 1.0]
     assert out[1, 0] == pytest.approx(4.0)
 
@@ -215,40 +213,37 @@ def test_random_baseline_weights_follow_their_seed(tmp_path):
     state.update({f"model.{k}": v for k, v in stats.items()})
     torch.save(state, ckpt)
 
-    def weights(pooler):
-        return torch.cat([p.flatten() for p in pooler.model.encoder.parameters()])
+    def weights(model):
+        return torch.cat([p.flatten() for p in model.encoder.parameters()])
 
-    one, two, one_again = (load_pooler(f"random:{run}", seed=s) for s in (1, 2, 1))
-    trained = load_pooler(str(run))
+    one, two, one_again = (load_model(run, random_seed=s) for s in (1, 2, 1))
+    trained = load_model(run)
     assert not torch.equal(weights(one), weights(two))
     assert torch.equal(weights(one), weights(one_again))
     assert not torch.equal(weights(one), weights(trained))
-    for pooler in (one, two, trained):
-        saved = pooler.model.state_dict()
+    for model in (one, two, trained):
+        saved = model.state_dict()
         for key, value in stats.items():
             assert torch.equal(saved[key], value), key
     wavs = torch.randn(2, SR, generator=torch.Generator().manual_seed(0))
     lens = torch.tensor([1.0, 0.6])
-    with torch.no_grad():
-        emb = {name: p(wavs, lens) for name, p in
-               (("one", one), ("two", two), ("again", one_again))}
+    emb = {name: load_embedder(f"random:{run}", seed=seed)(wavs, lens)
+           for name, seed in (("one", 1), ("two", 2), ("again", 1))}
     assert not torch.allclose(emb["one"][:, 1:], emb["two"][:, 1:])
     assert torch.equal(emb["one"], emb["again"])
 
 
-def test_poolers_on_the_music_model():
-    from muselq_sb.lobes.branchformer import BranchformerEncoder
-    from muselq_sb.lobes.model import MusicModel
-
-    encoder = BranchformerEncoder(2, d_model=16, nhead=2, kernel_size=3,
-                                  csgu_linear_units=32)
-    model = MusicModel(encoder, d_model=16, subsampling_channels=16).eval()
+def test_embedders_on_the_music_model(tmp_path):
+    run = write_run_folder(tmp_path / "run")
     wavs, lens = torch.randn(2, SR), torch.tensor([1.0, 0.5])
-    with torch.no_grad():
-        hidden = HiddenStatePooler(model)(wavs, lens)
-        logmel = LogMelPooler(model)(wavs, lens)
-    assert hidden.shape == (2, 3, 16)  # L + 1 = 3 hidden states
+    hidden = load_embedder(str(run))(wavs, lens)
+    logmel = load_embedder(f"logmel:{run}")(wavs, lens)
+    assert hidden.shape == (2, 3, 32)  # L + 1 = 3 hidden states
     assert logmel.shape == (2, 1, 256)  # mean and std of 128 mel bins
+    model = load_model(run)
+    mel, frames = model.features(wavs, lens)
+    assert torch.allclose(logmel[1, 0, :128], mel[1, :frames[1]].mean(0), atol=1e-5)
+    assert torch.allclose(hidden, embed(model, wavs, lens, layers="all", pooling="mean"))
 
 
 def test_extraction_does_not_depend_on_batching(tmp_path):
@@ -258,12 +253,16 @@ def test_extraction_does_not_depend_on_batching(tmp_path):
     torch.manual_seed(0)
     encoder = BranchformerEncoder(1, d_model=8, nhead=2, kernel_size=3,
                                   csgu_linear_units=16)
-    pooler = HiddenStatePooler(MusicModel(encoder, d_model=8, subsampling_channels=8))
+    model = MusicModel(encoder, d_model=8, subsampling_channels=8).eval()
+
+    def embedder(wavs, wav_lens):
+        return embed(model, wavs, wav_lens, layers="all", pooling="mean")
+
     rows = [{"ID": "a", "path": str(write_audio(tmp_path / "a.wav", 2.5, SR, 220))},
             {"ID": "b", "path": str(write_audio(tmp_path / "b.wav", 1.5, SR, 330))}]
     config = WindowConfig(window_seconds=1.0, min_last_seconds=0.5)
-    one = extract_split(rows, pooler, config, batch_size=1)
-    many = extract_split(rows, pooler, config, batch_size=8)
+    one = extract_split(rows, embedder, config, batch_size=1)
+    many = extract_split(rows, embedder, config, batch_size=8)
     assert [len(e) for e in many["embeddings"]] == [3, 2]
     for x, y in zip(one["embeddings"], many["embeddings"]):
         assert torch.allclose(x.float(), y.float(), atol=2e-3)
