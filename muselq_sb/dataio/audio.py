@@ -247,6 +247,12 @@ def _rewind(source: str | BinaryIO) -> None:
         source.seek(0)
 
 
+def _why(err: Exception) -> str:
+    """A decoder's reason without the path it repeats (libsndfile's
+    ``error_string``, FFmpeg's and the OS's ``strerror``)."""
+    return getattr(err, "error_string", None) or getattr(err, "strerror", None) or str(err)
+
+
 def _read_pyav(
     source: str | BinaryIO, name: str, start: float | None, stop: float | None,
     soundfile_error: Exception,
@@ -264,7 +270,8 @@ def _read_pyav(
         raise
     except _PYAV_ERRORS as err:
         raise AudioError(
-            name, f"cannot decode (soundfile: {soundfile_error}; PyAV: {err})") from err
+            name, f"cannot decode (soundfile: {_why(soundfile_error)}; PyAV: {_why(err)})",
+        ) from err
 
 
 def load_audio(
@@ -421,7 +428,8 @@ def probe_duration(source: str | os.PathLike | BinaryIO, name: str | None = None
             frames, rate = _count_pyav_frames(source)
         except _PYAV_ERRORS as err:
             raise AudioError(
-                name, f"cannot read (soundfile: {sf_err}; PyAV: {err})") from err
+                name, f"cannot read (soundfile: {_why(sf_err)}; PyAV: {_why(err)})",
+            ) from err
     if frames <= 0 or rate <= 0:
         raise AudioError(name, "no samples")
     return frames / rate
