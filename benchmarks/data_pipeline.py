@@ -49,20 +49,25 @@ TARGET = 0.6  # seconds per 30 s clip and core
 H200_BF16_DENSE_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16 tensor cores
 
 
+def music_like(seconds: float, seed: int, rate: int = SOURCE_RATE) -> np.ndarray:
+    """A chord plus noise (a music-like spectrum), stereo float32
+    [samples, 2] at ``rate``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    freqs = 110 * 2 ** (rng.integers(0, 24, 4) / 12)
+    y = sum(np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+            for f in freqs) / 6
+    y = y + 0.02 * rng.standard_normal(t.size)
+    return np.stack([y, np.roll(y, 100)], axis=1).astype(np.float32)
+
+
 def write_clips(folder: Path, n: int, seconds: float) -> list[Path]:
-    """``n`` stereo mp3 files of chords plus noise (music-like spectra)."""
+    """``n`` stereo mp3 files of ``music_like`` audio."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    t = np.arange(int(seconds * SOURCE_RATE)) / SOURCE_RATE
     for i in range(n):
-        rng = np.random.default_rng(i)
-        freqs = 110 * 2 ** (rng.integers(0, 24, 4) / 12)
-        y = sum(np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
-                for f in freqs) / 6
-        y = y + 0.02 * rng.standard_normal(t.size)
-        stereo = np.stack([y, np.roll(y, 100)], axis=1).astype(np.float32)
         path = folder / f"clip{i}.mp3"
-        sf.write(str(path), stereo, SOURCE_RATE, format="MP3")
+        sf.write(str(path), music_like(seconds, i), SOURCE_RATE, format="MP3")
         paths.append(path)
     return paths
 
