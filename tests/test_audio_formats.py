@@ -28,14 +28,14 @@ from muselq_sb.inference.package import package_model
 from muselq_sb.prepare.folder import list_folder
 from muselq_sb.prepare.pretrain import prepare_pretrain
 from muselq_sb.prepare.shards import write_shards
-from tests.fixtures.audio import PYAV_FORMATS, write_audio
+from tests.fixtures.audio import PYAV_FORMATS, encode_with_pyav, tone, write_audio
 from tests.recipe_utils import write_run_folder
 
 SECONDS = 3.0
 FREQ = 440.0
 # extension -> the rate it is written at (Opus only codes 48 kHz)
 RATES = {".m4a": 44100, ".opus": 48000, ".wma": 44100, ".webm": 48000,
-         ".mp4": 44100, ".mkv": 44100, ".aac": 44100}
+         ".mp4": 44100, ".mkv": 44100, ".aac": 44100, ".mka": 44100}
 CODEC_FRAME = 2048  # samples: the longest codec frame here (wmav2)
 
 
@@ -85,6 +85,23 @@ def test_probed_duration_is_the_decoded_length(tmp_path, ext):
     decoded = load_audio(path, sample_rate=rate).numel() / rate
     assert probe_duration(path) == pytest.approx(decoded, abs=CODEC_FRAME / rate)
     assert probe_duration(io.BytesIO(path.read_bytes()), "x") == probe_duration(path)
+
+
+@pytest.mark.parametrize("name, codec, sample_format", [
+    ("alac.m4a", "alac", "s32p"), ("flac.mka", "flac", "s16")])
+def test_lossless_through_pyav_gives_the_original_samples(tmp_path, name, codec, sample_format):
+    # integer decoder output (s16 packed, s32 planar) comes back as floats
+    original = tone(2.0, 44100, channels=2, seed=3)
+    path = tmp_path / name
+    encode_with_pyav(path, original, 44100, codec)
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].codec_context.format.name == sample_format
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(str(path))  # so this is the PyAV path
+    np.testing.assert_allclose(load_audio(path, sample_rate=44100).numpy(),
+                               original.mean(axis=1), atol=2 ** -15)
+    np.testing.assert_allclose(load_audio(path, 0.5, 1.0, sample_rate=44100).numpy(),
+                               original[22050:44100].mean(axis=1), atol=2 ** -15)
 
 
 def test_soundfile_stays_the_first_choice_for_opus(tmp_path):
