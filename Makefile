@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pretrain_throughput.py --repeats 3 --profile
 	$(PY) benchmarks/mixer_scaling.py --repeats 5
 	$(PY) benchmarks/data_pipeline.py --repeats 5 --out results/bench/data_pipeline.json
+	$(PY) benchmarks/decoders.py --repeats 7
 	$(PY) benchmarks/encoders_vs_peers.py --repeats 3
 	$(PY) benchmarks/whole_track.py
 	$(PY) benchmarks/export_int8.py

@@ -27,6 +27,7 @@ INSTALL_REQUIRES = [
     "safetensors==0.8.*",
     "psutil==7.*",
     "webdataset==1.0.*",
+    "av>=14,<19",
 ]
 EXTRAS = {
     "dev": [

@@ -3,8 +3,8 @@ needs at the paper's batch.
 
 1. Stages, on 30 s 44.1 kHz stereo mp3 files: decode (soundfile +
    down-mix), decode + resample to 24 kHz (``load_audio``), and + log-mel
-   (``MelSpectrogram(24000, n_fft=2048, hop_length=240, n_mels=128)`` +
-   log). Target: a 30 s clip in under 0.6 s per core for the whole chain.
+   (the model's ``MelFrontend``: 2048-point STFT, hop 240, 128 mels, log).
+   Target: a 30 s clip in under 0.6 s per core for the whole chain.
 2. Loaders, as training reads: the ``--crop`` s segments of longer tracks
    (``--track-seconds``), batched, through (a) the file path
    (``DynamicItemDataset`` + ``audio_pipeline``), (b) shards of the
@@ -35,13 +35,13 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 
 from common import (
     benchmark_result, count_flops, interleaved_times, load_hparams, parser, report,
     set_threads, summary,
 )
 from muselq_sb.dataio.audio import load_audio
+from muselq_sb.lobes.frontend import MelFrontend
 from muselq_sb.nnet.heads import masked_ssl_loss
 
 SOURCE_RATE = 44100
@@ -49,20 +49,25 @@ TARGET = 0.6  # seconds per 30 s clip and core
 H200_BF16_DENSE_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16 tensor cores
 
 
+def music_like(seconds: float, seed: int, rate: int = SOURCE_RATE) -> np.ndarray:
+    """A chord plus noise (a music-like spectrum), stereo float32
+    [samples, 2] at ``rate``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    freqs = 110 * 2 ** (rng.integers(0, 24, 4) / 12)
+    y = sum(np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+            for f in freqs) / 6
+    y = y + 0.02 * rng.standard_normal(t.size)
+    return np.stack([y, np.roll(y, 100)], axis=1).astype(np.float32)
+
+
 def write_clips(folder: Path, n: int, seconds: float) -> list[Path]:
-    """``n`` stereo mp3 files of chords plus noise (music-like spectra)."""
+    """``n`` stereo mp3 files of ``music_like`` audio."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    t = np.arange(int(seconds * SOURCE_RATE)) / SOURCE_RATE
     for i in range(n):
-        rng = np.random.default_rng(i)
-        freqs = 110 * 2 ** (rng.integers(0, 24, 4) / 12)
-        y = sum(np.sin(2 * np.pi * f * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
-                for f in freqs) / 6
-        y = y + 0.02 * rng.standard_normal(t.size)
-        stereo = np.stack([y, np.roll(y, 100)], axis=1).astype(np.float32)
         path = folder / f"clip{i}.mp3"
-        sf.write(str(path), stereo, SOURCE_RATE, format="MP3")
+        sf.write(str(path), music_like(seconds, i), SOURCE_RATE, format="MP3")
         paths.append(path)
     return paths
 
@@ -85,11 +90,11 @@ def time_stage(fn: Callable[[Path], object], paths: list[Path], repeats: int) ->
 
 def stage_rows(paths: list[Path], repeats: int, seconds: float) -> list[dict]:
     """Section 1: seconds and clips/s per core of each decoding stage."""
-    mel = torchaudio.transforms.MelSpectrogram(24000, n_fft=2048, hop_length=240, n_mels=128)
+    frontend = MelFrontend()
 
     def features(path: Path) -> torch.Tensor:
         with torch.no_grad():
-            return torch.log(mel(load_audio(path, sample_rate=24000)) + 1e-6)
+            return frontend(load_audio(path, sample_rate=24000)[None], torch.ones(1))[0]
 
     stages = {
         "decode": decode,

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("quantizer", "mixer_scaling", "encoders_vs_peers", "hardware_limit",
-           "pretrain_throughput", "data_pipeline", "gpu_check")
+           "pretrain_throughput", "data_pipeline", "decoders", "gpu_check")
 
 
 def command(name, out):
@@ -107,6 +107,17 @@ def test_data_pipeline(results):
     assert [s["stage"] for s in data["stages"]] == [
         "decode", "decode+resample", "decode+resample+logmel"]
     assert data["demand"]["train_step_tflop_per_clip"] > 0
+
+
+def test_decoders(results):
+    data = load(results, "decoders")
+    read = {(r["format"], r["decoder"]) for r in data["rows"]}
+    assert read == {(f, d) for f in ("mp3", "ogg", "opus", "flac")
+                    for d in ("soundfile", "PyAV")} | {("m4a", "PyAV")}
+    assert all(r["x_realtime"] > 0 and r["crop_s"] > 0 for r in data["rows"])
+    # both decoders give the same samples wherever both read the file
+    assert all(r["max_abs_diff"] < 1e-4 for r in data["rows"] if r["max_abs_diff"] is not None)
+    assert set(data["pyav_over_soundfile"]) == {"mp3", "ogg", "opus", "flac"}
 
 
 def test_gpu_check_on_cpu(results):

@@ -8,7 +8,8 @@
         [--window-seconds 30] [--overlap-seconds 5] [--force]
 
 MODEL is a packaged model folder or a pre-training run folder. Every audio
-file under INPUT (wav, flac, ogg, mp3, au; recursively) gets
+file under INPUT (recursively; ``muselq_sb.dataio.audio.AUDIO_EXTENSIONS``:
+wav, flac, ogg, opus, mp3, m4a, aac, wma, mp4, mkv, webm...) gets
 ``OUTPUT_FOLDER/<relative path>.<format>`` (``a/song.mp3`` ->
 ``a/song.mp3.npy``, so files that differ only by extension do not clash).
 Outputs newer than their input are skipped (re-running resumes).
@@ -33,14 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from muselq_sb.dataio.audio import AudioError
+from muselq_sb.dataio.audio import AUDIO_EXTENSIONS, AudioError, has_audio_extension
 from muselq_sb.dataio.manifest import is_up_to_date
 from muselq_sb.inference.embedding import MODES, select_layers
 from muselq_sb.inference.encoder import DTYPES, MusicEncoder
 from muselq_sb.utils.hparams import ModelFolderError
 
 logger = logging.getLogger(__name__)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
 
 
 def find_audio(root: Path) -> list[Path]:
@@ -50,15 +50,15 @@ def find_audio(root: Path) -> list[Path]:
     -------
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
-    >>> for name in ("b/x.MP3", "a.wav", "notes.txt"):
+    >>> for name in ("b/x.MP3", "a.wav", "c.m4a", "notes.txt"):
     ...     (d / name).parent.mkdir(exist_ok=True); (d / name).touch()
     >>> [p.relative_to(d).as_posix() for p in find_audio(d)]
-    ['a.wav', 'b/x.MP3']
+    ['a.wav', 'b/x.MP3', 'c.m4a']
     """
     if root.is_file():
         return [root]
     return sorted(p for p in root.rglob("*")
-                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+                  if p.is_file() and has_audio_extension(p))
 
 
 def output_path(audio: Path, root: Path, out_folder: Path, fmt: str) -> Path:

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
-import soundfile as sf
 
+from muselq_sb.dataio.audio import AudioError, probe_duration
 from muselq_sb.dataio.manifest import (
     SPLITS,
     is_up_to_date,
@@ -104,19 +104,21 @@ def require_dir(path: str | os.PathLike, what: str = "folder") -> Path:
 
 
 def audio_duration(path: str | os.PathLike) -> float | None:
-    """Duration in seconds from the file header, or None if unreadable.
+    """Duration in seconds, or None (logged) if unreadable or empty.
 
-    Only the header is read (no decoding), so it is cheap on large sets.
+    ``muselq_sb.dataio.audio.probe_duration``: the file header where it has
+    a length (cheap on large sets), a decode for bare streams such as .aac.
+
+    Example
+    -------
+    >>> audio_duration("/nonexistent/a.m4a") is None
+    True
     """
     try:
-        info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError, OSError) as err:
-        logger.warning("unreadable audio %s (%s): skipped", path, err)
+        return probe_duration(path)
+    except AudioError as err:
+        logger.warning("unreadable audio %s (%s): skipped", path, err.reason)
         return None
-    if info.frames <= 0 or info.samplerate <= 0:
-        logger.warning("empty audio %s: skipped", path)
-        return None
-    return info.frames / info.samplerate
 
 
 def summarize_task(folder: str | os.PathLike) -> str:

@@ -6,7 +6,7 @@ Debian main (``PACKAGES``): each ``.deb`` is fetched with ``apt-get download``
 (default ``~/.cache/muselq_sb/debian_music``) and unpacked there with
 ``dpkg-deb -x``; a re-run reuses what is already there.
 
-A *track* is an audio file libsndfile reads (``AUDIO_EXTENSIONS``) that
+A *track* is an audio file (``muselq_sb.dataio.audio.AUDIO_EXTENSIONS``) that
 
 * lies under a folder named ``music`` (any case) of the package's tree
   (sound effects live in ``sounds/``, ``sfx/``, ``effects/``...), and
@@ -63,6 +63,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from muselq_sb.dataio.audio import has_audio_extension
 from muselq_sb.dataio.manifest import SPLITS, read_task, write_manifest
 from muselq_sb.prepare.common import (
     Built,
@@ -84,7 +85,6 @@ PACKAGES = (
     "lincity-ng-data", "extremetuxracer-data",
 )
 DEFAULT_CACHE = "~/.cache/muselq_sb/debian_music"
-AUDIO_EXTENSIONS = (".ogg", ".oga", ".opus", ".flac", ".wav", ".mp3")
 MUSIC_FOLDER = "music"
 TASK_NAME = "debian_music"
 PRETRAIN_FOLDER = "debian_music_pretrain"
@@ -170,7 +170,7 @@ def list_tracks(
     for package, tree in trees.items():
         tree = Path(tree)
         for path in sorted(tree.rglob("*")):
-            if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+            if not has_audio_extension(path) or not path.is_file():
                 continue
             relative = path.relative_to(tree)
             if is_music_path(relative):

@@ -14,11 +14,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from muselq_sb.dataio.audio import has_audio_extension
 from muselq_sb.prepare.common import require_dir
 
 logger = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
 
 
 @dataclass
@@ -87,7 +86,8 @@ def track_id_from_path(relative: str | os.PathLike, prefix: str) -> str:
 
 
 def list_folder(root: str | os.PathLike, prefix: str = "folder") -> TrackListing:
-    """Every file with an audio extension under ``root`` (recursive, sorted).
+    """Every file with an audio extension under ``root`` (recursive, sorted;
+    ``muselq_sb.dataio.audio.AUDIO_EXTENSIONS``).
 
     Unreadable files are not detected here: they are skipped (and counted)
     when their duration is read.
@@ -109,15 +109,17 @@ def list_folder(root: str | os.PathLike, prefix: str = "folder") -> TrackListing
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> (d / "a").mkdir(); (d / "a" / "x.MP3").write_bytes(b"")
     0
+    >>> (d / "b.opus").write_bytes(b"")
+    0
     >>> (d / "notes.txt").write_text("no audio")
     8
     >>> [t for t, _ in list_folder(d).tracks]
-    ['folder_a_x.MP3']
+    ['folder_a_x.MP3', 'folder_b.opus']
     """
     root = require_dir(root, "audio folder")
     files = sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+        if has_audio_extension(p) and p.is_file()
     )
     tracks = [(track_id_from_path(p.relative_to(root), prefix), p.resolve()) for p in files]
     return TrackListing(tracks=tracks, inputs=[])

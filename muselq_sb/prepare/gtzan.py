@@ -45,7 +45,7 @@ CLASSES = (
 )
 EXCLUDED = ("jazz/jazz.00054.wav",)
 GENRE_ROOTS = ("genres", "Data/genres_original", "genres_original", ".")
-AUDIO_EXTENSIONS = (".wav", ".au")
+DISTRIBUTED_AS = (".wav", ".au")  # a listed .wav may be the original .au
 LIST_FILES = {s: f"{s}_filtered.txt" for s in SPLITS}
 _ENTRY = re.compile(r"^([a-z]+)/([a-z]+)\.(\d{5})\.wav$")
 TASK = TaskSpec("gtzan", "multiclass", "label", CLASSES, ("accuracy",))
@@ -108,7 +108,7 @@ def read_split_list(
                 path, line_no,
             )
         wav = genres_folder / entry
-        found = [wav.with_suffix(e) for e in AUDIO_EXTENSIONS
+        found = [wav.with_suffix(e) for e in DISTRIBUTED_AS
                  if wav.with_suffix(e).is_file()]
         items.append(ListedAudio(
             {"ID": wav.stem, "label": genre}, found[0] if found else wav,

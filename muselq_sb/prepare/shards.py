@@ -49,7 +49,7 @@ import soundfile as sf
 from tqdm import tqdm
 from webdataset import TarWriter
 
-from muselq_sb.dataio.audio import load_audio
+from muselq_sb.dataio.audio import load_audio, probe_duration
 from muselq_sb.dataio.manifest import atomic_write_text, read_manifest
 from muselq_sb.dataio.shards import INDEX_FORMAT, INDEX_NAME
 from muselq_sb.prepare.common import PrepareError, PrepareExit, report_error
@@ -173,7 +173,7 @@ def _audio(path: str, pcm_rate: int, pcm_format: str) -> tuple[bytes, str, float
     if not pcm_rate:
         data = Path(path).read_bytes()
         ext = Path(path).suffix.lower().lstrip(".") or "audio"
-        return data, ext, sf.info(io.BytesIO(data)).duration
+        return data, ext, probe_duration(io.BytesIO(data), path)
     wav = load_audio(path, sample_rate=pcm_rate).numpy()
     buf = io.BytesIO()
     sf.write(buf, wav, pcm_rate, format=pcm_format.upper(), subtype="PCM_16")
