@@ -255,3 +255,26 @@ def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
     assert set(results["test"]) >= {"key_weighted", "accuracy", "loss"}
     assert (out / "hyperparams.yaml").is_file() and (out / "train_log.txt").is_file()
     assert (out / "embeddings" / "test.pt").is_file()
+
+
+def test_several_encoders_share_one_table(suite_run, tmp_path):
+    """An ablation: named checkpoints are rows of one table; the same
+    encoder and seed give the same numbers under any name."""
+    _, _, tasks = suite_run
+    run = make_run(tmp_path)
+    out = tmp_path / "ablation"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("speechbrain.utils.logger.get_environment_description",
+                      lambda: "test environment")
+        results = run_suite([f"paper={run}", f"unm05={run}"], tasks, out,
+                            hparams_dir=REPO / "hparams" / "downstream",
+                            tasks=["demo_genre"], baselines=False,
+                            run_opts={"device": "cpu", "noprogressbar": True},
+                            overrides=FAST, n_seeds=1, first_seed=7)
+    assert list(results) == ["paper", "unm05"]
+    a, b = (results[v]["demo_genre"]["test"]["accuracy"]["values"] for v in results)
+    assert a == b
+    table = (out / "results.md").read_text()
+    assert "| ours: paper |" in table and "| ours: unm05 |" in table
+    with pytest.raises(ValueError, match="name each one as NAME=PATH"):
+        run_suite([str(run), str(run)], tasks, out, tasks=["demo_genre"])

@@ -37,14 +37,19 @@ Cell = float | Mapping | str
 
 
 def variant_label(variant: str, run_name: str) -> str:
-    """Row name of one of our encoder variants.
+    """Row name of one of our encoder variants (the checkpoint is named
+    ``run_name``; a named encoder of several keeps its name).
 
     Example
     -------
     >>> variant_label("random", "brn_sum"), variant_label("checkpoint", "brn_sum")
     ('ours: random init', 'ours: brn_sum')
+    >>> variant_label("unm05", "")
+    'ours: unm05'
     """
-    return f"ours: {VARIANT_LABELS.get(variant, run_name)}"
+    if variant == "checkpoint":
+        return f"ours: {run_name}"
+    return f"ours: {VARIANT_LABELS.get(variant, variant)}"
 
 
 def table_columns(
