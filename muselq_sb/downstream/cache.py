@@ -132,8 +132,9 @@ def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def encoder_identity(spec: str, seed: int = 0) -> dict:
-    """What identifies the encoder named by ``spec`` (cheap: loads nothing).
+def encoder_identity(spec: str, seed: int = 0, pooling: str = "mean") -> dict:
+    """What identifies the encoder named by ``spec`` and its time pooling
+    (cheap: loads nothing).
 
     Example
     -------
@@ -146,6 +147,8 @@ def encoder_identity(spec: str, seed: int = 0) -> dict:
     identity = {"kind": kind, "checkpoint": checkpoint_fingerprint(folder)}
     if kind == "random":
         identity["seed"] = seed
+    if kind != "logmel":
+        identity["pooling"] = pooling
     return identity
 
 
@@ -155,6 +158,7 @@ def load_embedder(
     seed: int = 0,
     model_loader: Callable[..., torch.nn.Module] = load_model,
     precision: str = "fp32",
+    pooling: str = "mean",
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The frozen encoder named by ``spec``, as ``(wavs, wav_lens) -> [B, K, d]``.
 
@@ -171,12 +175,15 @@ def load_embedder(
         :func:`~muselq_sb.inference.embedding.load_model`.
     precision : str
         ``fp32``, or autocast to ``bf16``.
+    pooling : str
+        Time pooling of every hidden state: ``mean`` ([B, L+1, d]) or
+        ``mean_std`` (mean and standard deviation, [B, L+1, 2d]).
 
     Returns
     -------
     callable
-        Every hidden state mean-pooled over time ([B, L+1, d]), or for
-        ``logmel:`` the mean and std of the normalised log-mel ([B, 1, 2 n_mels]).
+        Every hidden state pooled over time, or for ``logmel:`` the mean and
+        std of the normalised log-mel ([B, 1, 2 n_mels]).
 
     Example
     -------
@@ -195,7 +202,7 @@ def load_embedder(
                          device=device)
     if kind == "logmel":
         return functools.partial(embed, model, layers="log_mel", pooling="mean_std")
-    return functools.partial(embed, model, layers="all", pooling="mean", mode="full",
+    return functools.partial(embed, model, layers="all", pooling=pooling, mode="full",
                              precision=precision)
 
 

@@ -44,13 +44,14 @@ def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
         crop_seconds=hparams["crop_seconds"],
         sample_rate=hparams["sample_rate"],
     )
-    identity = encoder_identity(hparams["encoder"], hparams["seed"])
+    identity = encoder_identity(hparams["encoder"], hparams["seed"], hparams["pooling"])
     store = hparams["embedding_store"]
     store = ItemStore(store, identity, config) if store else None
     get_embedder = functools.cache(
         lambda: load_embedder(
             hparams["encoder"], device, hparams["seed"], hparams["model_loader"],
             precision="bf16" if hparams["extract_bf16"] else "fp32",
+            pooling=hparams["pooling"],
         )
     )
     splits = {
