@@ -235,6 +235,16 @@ def test_results_tables_have_paper_and_our_rows(suite_run):
     assert low <= float(ours["GS"]) <= high
     assert (out / "results.png").stat().st_size > 1000
     assert (out / "env.log").is_file()
+    # the comparison with random weights, column by column
+    versus_part = md.split("## Against random weights")[1].split("##")[0]
+    line = next(l for l in versus_part.splitlines() if l.startswith("| ours: brn_tiny |"))
+    header = next(l for l in versus_part.splitlines() if l.startswith("| model |"))
+    col = [c.strip() for c in header.split("|")].index("demo_genre accuracy")
+    mine, rand = (results[v]["demo_genre"]["test"]["accuracy"]["ci95"]
+                  for v in ("checkpoint", "random"))
+    expected = "▲" if mine[0] > rand[1] else "▼" if mine[1] < rand[0] else "="
+    assert [c.strip() for c in line.split("|")][col] == expected
+    assert "| ours: random init |" not in versus_part
 
 
 def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
