@@ -187,9 +187,10 @@ def recommended_layers(suite_results: Mapping) -> dict:
                     family["tasks"].append(task)
     result = {}
     for name, family in sorted(families.items()):
-        mean = [round(sum(col) / len(col), 4) for col in zip(*family["weights"])]
+        mean = [sum(col) / len(col) for col in zip(*family["weights"])]
         result[name] = {"layer": max(range(len(mean)), key=mean.__getitem__),
-                        "weights": mean, "tasks": sorted(family["tasks"])}
+                        "weights": [round(w, 4) for w in mean],
+                        "tasks": sorted(family["tasks"])}
     return result
 
 
