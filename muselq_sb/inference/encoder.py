@@ -172,7 +172,7 @@ class MusicEncoder(Pretrained):
         built as SpeechBrain builds it (unchecked: load only folders you
         trust, or use :meth:`from_pretrained`, which checks it)."""
         encoder = super().from_hparams(source, hparams_file, **kwargs)
-        if encoder is not None and Path(source).is_dir():
+        if encoder is not None and isinstance(source, (str, Path)) and Path(source).is_dir():
             encoder.source = Path(source)
         return encoder
 

@@ -112,4 +112,4 @@ def push_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
         allow_patterns=list(FOLDER_FILES),
     )
-    return str(getattr(info, "commit_url", info))
+    return str(info.commit_url)

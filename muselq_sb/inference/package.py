@@ -125,16 +125,6 @@ def folder_yaml(definition: str, model: MusicModel, with_quantizer: bool) -> str
             + "modules:\n  model: !ref <model>\n" + pretrainer)
 
 
-def model_yaml(run_folder: Path, model: MusicModel) -> str:
-    """The ``hyperparams.yaml`` text of a pre-training run's packaged folder.
-
-    It keeps the run's ``model`` and ``ssl_model.quantizer`` definitions
-    (size presets of old runs evaluated to numbers), drops data paths and
-    training objects (:func:`folder_yaml`).
-    """
-    return folder_yaml(model_definition(run_folder, with_quantizer=True), model, True)
-
-
 def _training_facts(run_folder: Path, ckpt_dir: Path) -> dict:
     """Hyperparameters and checkpoint meta quoted in the model card."""
     doc = read_run_hparams(run_folder)
