@@ -184,6 +184,9 @@ def test_card_recommends_layers_from_suite_results(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(suite))
     folder = package_model(run, tmp_path / "model", license="cc-by-nc-4.0",
                            suite_results=tmp_path / "results.json")
+    with pytest.raises(ValueError, match="no variant 'ours'; found"):
+        package_model(run, tmp_path / "x", suite_results=tmp_path / "results.json",
+                      suite_variant="ours")
     info = MusicEncoder.from_pretrained(folder).info
     assert info["max_input_seconds"] == WINDOW_SECONDS  # attention: windows
     assert info["license"] == "cc-by-nc-4.0"

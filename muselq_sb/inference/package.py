@@ -139,7 +139,7 @@ def _training_facts(run_folder: Path, ckpt_dir: Path) -> dict:
     return facts
 
 
-def recommended_layers(suite_results: Mapping) -> dict:
+def recommended_layers(suite_results: Mapping, variant: str = "checkpoint") -> dict:
     """Recommended hidden state per task family, from a probe suite's results.
 
     The probes of ``layer: weighted`` learn softmax weights over the hidden
@@ -150,8 +150,10 @@ def recommended_layers(suite_results: Mapping) -> dict:
     Arguments
     ---------
     suite_results : mapping
-        The suite's ``results.json`` (``{variant: {task: summary}}``); the
-        ``checkpoint`` variant is read.
+        The suite's ``results.json`` (``{variant: {task: summary}}``).
+    variant : str
+        The encoder variant to read (``checkpoint`` for a one-encoder
+        suite; the ``NAME`` of ``--encoder NAME=PATH`` otherwise).
 
     Returns
     -------
@@ -166,8 +168,11 @@ def recommended_layers(suite_results: Mapping) -> dict:
     >>> recommended_layers({"checkpoint": {"key": {"runs": runs}}})
     {'tonal': {'layer': 1, 'weights': [0.2, 0.6, 0.2], 'tasks': ['key']}}
     """
+    if variant not in suite_results:
+        raise ValueError(f"suite results have no variant {variant!r}; "
+                         f"found {sorted(suite_results)}")
     families: dict[str, dict] = {}
-    for task, summary in suite_results.get("checkpoint", {}).items():
+    for task, summary in suite_results[variant].items():
         for run in summary.get("runs", []):
             if run.get("layer_weights"):
                 family = families.setdefault(run.get("task_family") or task,
@@ -408,6 +413,7 @@ def write_model_folder(
 def package_model(
     run_folder: str | Path, out_folder: str | Path,
     license: str = DEFAULT_LICENSE, suite_results: Optional[str | Path] = None,
+    suite_variant: str = "checkpoint",
 ) -> Path:
     """Writes the self-contained model folder of a pre-training run.
 
@@ -423,6 +429,8 @@ def package_model(
     suite_results : path-like, optional
         The probe suite's ``results.json`` for this run: the card then
         recommends a layer per task family (:func:`recommended_layers`).
+    suite_variant : str
+        This run's variant in those results.
 
     Returns
     -------
@@ -435,7 +443,8 @@ def package_model(
     recommended = None
     if suite_results is not None:
         recommended = recommended_layers(
-            json.loads(Path(suite_results).read_text(encoding="utf-8")))
+            json.loads(Path(suite_results).read_text(encoding="utf-8")),
+            suite_variant)
     card = model_card(model, _training_facts(run_folder, ckpt_dir), license,
                       recommended)
     return write_model_folder(
