@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from muselq_sb.dataio.manifest import write_task
 from muselq_sb.downstream.suite import discover_tasks, run_suite
+from muselq_sb.inference.package import recommended_layers
 from tests.fixtures.audio import write_audio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +159,17 @@ def test_suite_runs_every_task_type_for_checkpoint_and_baselines(suite_run):
             assert 0.0 <= key["accuracy"] <= key["key_weighted"] <= 1.0
     layers = {v: r["demo_genre"]["embedding_shape"] for v, r in results.items()}
     assert layers == {"checkpoint": [3, 16], "random": [3, 16], "logmel": [1, 256]}
+    # the learned layer weights travel to the model card (recommended layers)
+    checkpoint = results["checkpoint"]
+    for task in ("demo_genre", "mtat", "emomusic", "giantsteps_key"):
+        for run in checkpoint[task]["runs"]:
+            assert len(run["layer_weights"]) == 3
+            assert sum(run["layer_weights"]) == pytest.approx(1.0)
+    recommended = recommended_layers(results)
+    assert recommended["tonal"]["tasks"] == ["giantsteps_key"]
+    assert recommended["semantic"]["tasks"] == ["demo_genre", "emomusic", "mtat"]
+    key = np.mean([r["layer_weights"] for r in checkpoint["giantsteps_key"]["runs"]], 0)
+    assert recommended["tonal"]["layer"] == int(np.argmax(key))
 
 
 def test_embeddings_extracted_once_per_encoder_and_reused_by_every_seed(suite_run):

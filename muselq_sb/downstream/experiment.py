@@ -204,6 +204,9 @@ def run_probe_experiment(
         "encoder": hparams["encoder"],
         "seed": hparams["seed"],
         "layer": hparams["layer"],
+        "task_family": hparams.get("task_family"),
+        # of the best checkpoint (evaluate loaded it); None unless weighted
+        "layer_weights": probe.select.weights(),
         "metrics": list(task["metrics"]),
         "main_metric": brain.main_metric,
         "valid": {brain.main_metric: best.meta[brain.main_metric]} if best else {},
