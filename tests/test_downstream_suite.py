@@ -301,3 +301,25 @@ def test_several_encoders_share_one_table(suite_run, tmp_path):
     assert "| ours: paper |" in table and "| ours: unm05 |" in table
     with pytest.raises(ValueError, match="name each one as NAME=PATH"):
         run_suite([str(run), str(run)], tasks, out, tasks=["demo_genre"])
+
+
+def test_per_layer_probes_read_the_suite_caches(suite_run):
+    """``python -m muselq_sb.downstream.layers``: a linear probe per hidden
+    state of every encoder variant (log-mel excluded), multiclass tasks only."""
+    from muselq_sb.downstream.layers import main, suite_layer_table
+
+    results, out, _ = suite_run
+    table = suite_layer_table(out)
+    assert set(table) == {"demo_genre", "demo_instrument", "giantsteps_key"}
+    n_states = results["checkpoint"]["demo_genre"]["embedding_shape"][0]
+    for rows in table.values():
+        assert set(rows) == {"checkpoint", "random"}
+        assert all(len(accs) == n_states and all(0 <= a <= 1 for a in accs)
+                   for accs in rows.values())
+    # the fixture's genres are a 220 Hz and a 1760 Hz tone: any state separates them
+    assert min(table["demo_genre"]["checkpoint"]) == 1.0
+    main([str(out), "--tasks", "demo_genre"])
+    assert "### demo_genre" in (out / "layers.md").read_text()
+    assert (out / "layers.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no multiclass task cache"):
+        suite_layer_table(out, ["emomusic"])
