@@ -34,15 +34,10 @@ from typing import Mapping, Sequence
 import mir_eval
 import numpy as np
 
-BEAT_CLASSES = ("none", "beat", "downbeat")
-BEAT_METRICS = ("beat_f", "downbeat_f", "cmlt", "amlt")
-CHORD_METRICS = ("majmin", "root")
-PITCH_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-MAJMIN_CLASSES = ("N",) + tuple(f"{p}:maj" for p in PITCH_NAMES) + tuple(
-    f"{p}:min" for p in PITCH_NAMES)
+from muselq_sb.dataio.frame_labels import CHORD_METRICS, FRAME_TASK_TYPES, MAJMIN_CLASSES
+
 #: Target of a frame that no class fits (an out-of-vocabulary chord).
 IGNORE = -100
-FRAME_TASK_TYPES = ("beats", "chords")
 
 
 def majmin_class(label: str) -> int:

@@ -32,6 +32,14 @@ import soundfile as sf
 from tqdm import tqdm
 
 from muselq_sb.dataio import demo_corpus as synth
+from muselq_sb.dataio.frame_labels import (
+    BEAT_CLASSES,
+    BEAT_METRICS,
+    CHORD_METRICS,
+    MAJMIN_CLASSES,
+    beats_cell,
+    chords_cell,
+)
 from muselq_sb.dataio.manifest import read_task, write_task
 from muselq_sb.prepare.common import TaskSpec, write_pretrain_task
 from muselq_sb.prepare.demo_plots import plot_demo_corpus
@@ -65,8 +73,14 @@ TASKS: dict[str, tuple[TaskSpec, str, str]] = {
                   ("accuracy",)), "voice", "technique"),
         (TaskSpec("demo_vocal_singer", "multiclass", "label", None, ("accuracy",)),
          "voice", "singer"),
+        (TaskSpec("demo_beats", "beats", "beats", BEAT_CLASSES, BEAT_METRICS),
+         "music", "beats"),
+        (TaskSpec("demo_chords", "chords", "chords", MAJMIN_CLASSES, CHORD_METRICS),
+         "music", "chords"),
     )
 }
+#: How a frame-level task's annotation becomes its manifest cell.
+CELLS = {"beats": beats_cell, "chords": chords_cell}
 
 
 def _natural(text: str) -> list:
@@ -115,6 +129,8 @@ def _write_tasks(root: Path, items: list[dict], config: Mapping) -> None:
             row = {k: item[k] for k in base}
             if spec.task_type == "regression":
                 row.update({t: item[t] for t in spec.target})
+            elif spec.task_type in CELLS:
+                row[spec.target] = CELLS[spec.task_type](item[source])
             else:
                 row[spec.target] = item[source]
             rows.append(row)
