@@ -100,9 +100,9 @@ def decode_beats(
     (array([0.2, 0.6, 1. ]), array([0.2, 1. ]))
     """
     activation = _smooth(posteriors[:, 1] + posteriors[:, 2])
-    inner = activation[1:-1]
-    peaks = np.flatnonzero((inner >= activation[:-2]) & (inner > activation[2:])
-                           & (inner >= threshold)) + 1
+    padded = np.r_[-np.inf, activation, -np.inf]  # the first and last frames can peak
+    peaks = np.flatnonzero((activation >= padded[:-2]) & (activation > padded[2:])
+                           & (activation >= threshold))
     gap = min_interval * frame_rate
     kept: list[int] = []
     for frame in sorted(peaks, key=lambda f: -activation[f]):
