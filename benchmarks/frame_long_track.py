@@ -29,7 +29,7 @@ import soundfile as sf
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from common import format_table, parser, peak_memory, set_threads, write_json
+from common import benchmark_result, parser, peak_memory, report, set_threads, write_json
 
 RUN_YAML = """\
 model: !new:muselq_sb.lobes.model.MusicModel
@@ -90,7 +90,7 @@ def build(root: str, minutes: float, d_model: int, layers: int,
     root = Path(root)
     run = make_run(root / "brn_sum", d_model, layers)
     tasks = make_tasks(root, minutes)
-    assert resolve_mode(load_model(run), "auto") == "full"
+    mode = resolve_mode(load_model(run), "auto")
     hparams = Path(__file__).resolve().parents[1] / "hparams" / "downstream"
 
     def call() -> None:
@@ -103,7 +103,8 @@ def build(root: str, minutes: float, d_model: int, layers: int,
         test = {task: {k: v["mean"] for k, v in r["test"].items()}
                 for task, r in results["checkpoint"].items() if "test" in r}
         write_json(root / "summary.json", {
-            "frames": shape[2], "hidden_states": shape[1], "one_pass": True,
+            "frames": shape[2], "hidden_states": shape[1],
+            "one_pass": mode == "full" and shape[0] == 1,
             "test": test, "errors": {t: r["error"] for t, r in
                                      results["checkpoint"].items() if "error" in r}})
 
@@ -129,9 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         summary = json.loads((root / "summary.json").read_text())
     row = {"minutes": args.minutes, "d_model": args.d_model, "layers": args.layers,
            "frames": summary.get("frames"), "seconds": m.get("seconds"),
-           "peak_mib": m.get("peak_mib"), "error": m.get("error", "")}
-    print(format_table([row], list(row)))
-    write_json(args.out, {"rows": [row], "measure": m, "summary": summary})
+           "peak_mib": m.get("peak_mib"), "baseline_mib": m.get("baseline_mib"),
+           "error": m.get("error", "")}
+    config = {"quick": args.quick, "minutes": args.minutes, "d_model": args.d_model,
+              "layers": args.layers, "epochs": args.epochs}
+    report(benchmark_result("frame_long_track", args.threads, config, [row],
+                            summary=summary), list(row), args.out)
 
 
 if __name__ == "__main__":
