@@ -9,7 +9,9 @@ tensor ``[n_windows, L+1, d]`` per item. A split is stored as one ``<split>.pt``
 tensors, the skipped items and a fingerprint of encoder checkpoint + task +
 window settings: a changed checkpoint (or manifest) re-extracts. An
 :class:`ItemStore` shares single items between tasks cut from the same
-clips.
+clips. Frame-level tasks (beats, chords) cache every frame instead: one
+whole-track window per item, ``[1, L+1, T, d]``, and the split's
+``frame_rate`` (``load_embedder(..., frames=...)``).
 
 Encoders are named by a spec string: ``<folder>`` (a pre-training output
 folder), ``random:<folder>`` (same architecture, random weights drawn from
