@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.*",
     "tensorboard==2.21.*",
     "safetensors==0.8.*",
+    "huggingface_hub==2.4.*",
     "psutil==7.*",
     "webdataset==1.0.*",
     "av>=14,<19",

@@ -17,7 +17,7 @@ from muselq_sb.downstream.cache import (
     load_or_extract,
     parse_encoder,
 )
-from muselq_sb.inference.embedding import embed, load_model, pool_time
+from muselq_sb.inference.embedding import embed, hidden_states, load_model, pool_time
 from tests.fixtures.audio import write_audio
 from tests.recipe_utils import write_run_folder
 
@@ -244,6 +244,13 @@ def test_embedders_on_the_music_model(tmp_path):
     mel, frames = model.features(wavs, lens)
     assert torch.allclose(logmel[1, 0, :128], mel[1, :frames[1]].mean(0), atol=1e-5)
     assert torch.allclose(hidden, embed(model, wavs, lens, layers="all", pooling="mean"))
+    # mean_std: the same means, then each layer's standard deviation over time
+    stats = load_embedder(str(run), pooling="mean_std")(wavs, lens)
+    assert stats.shape == (2, 3, 64) and torch.allclose(stats[..., :32], hidden, atol=1e-6)
+    states, frames = hidden_states(model, wavs, lens, mode="full")
+    last = states[-1][1, :frames[1]]
+    assert torch.allclose(stats[1, -1, 32:], last.std(0, unbiased=False), atol=1e-5)
+    assert encoder_identity(str(run), pooling="mean_std") != encoder_identity(str(run))
 
 
 def test_extraction_does_not_depend_on_batching(tmp_path):

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from muselq_sb.dataio.manifest import write_task
 from muselq_sb.downstream.suite import discover_tasks, run_suite
+from muselq_sb.inference.package import recommended_layers
 from tests.fixtures.audio import write_audio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +159,17 @@ def test_suite_runs_every_task_type_for_checkpoint_and_baselines(suite_run):
             assert 0.0 <= key["accuracy"] <= key["key_weighted"] <= 1.0
     layers = {v: r["demo_genre"]["embedding_shape"] for v, r in results.items()}
     assert layers == {"checkpoint": [3, 16], "random": [3, 16], "logmel": [1, 256]}
+    # the learned layer weights travel to the model card (recommended layers)
+    checkpoint = results["checkpoint"]
+    for task in ("demo_genre", "mtat", "emomusic", "giantsteps_key"):
+        for run in checkpoint[task]["runs"]:
+            assert len(run["layer_weights"]) == 3
+            assert sum(run["layer_weights"]) == pytest.approx(1.0)
+    recommended = recommended_layers(results)
+    assert recommended["tonal"]["tasks"] == ["giantsteps_key"]
+    assert recommended["semantic"]["tasks"] == ["demo_genre", "emomusic", "mtat"]
+    key = np.mean([r["layer_weights"] for r in checkpoint["giantsteps_key"]["runs"]], 0)
+    assert recommended["tonal"]["layer"] == int(np.argmax(key))
 
 
 def test_embeddings_extracted_once_per_encoder_and_reused_by_every_seed(suite_run):
@@ -235,6 +248,16 @@ def test_results_tables_have_paper_and_our_rows(suite_run):
     assert low <= float(ours["GS"]) <= high
     assert (out / "results.png").stat().st_size > 1000
     assert (out / "env.log").is_file()
+    # the comparison with random weights, column by column
+    versus_part = md.split("## Against random weights")[1].split("##")[0]
+    line = next(l for l in versus_part.splitlines() if l.startswith("| ours: brn_tiny |"))
+    header = next(l for l in versus_part.splitlines() if l.startswith("| model |"))
+    col = [c.strip() for c in header.split("|")].index("demo_genre accuracy")
+    mine, rand = (results[v]["demo_genre"]["test"]["accuracy"]["ci95"]
+                  for v in ("checkpoint", "random"))
+    expected = "▲" if mine[0] > rand[1] else "▼" if mine[1] < rand[0] else "="
+    assert [c.strip() for c in line.split("|")][col] == expected
+    assert "| ours: random init |" not in versus_part
 
 
 def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
@@ -255,3 +278,26 @@ def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
     assert set(results["test"]) >= {"key_weighted", "accuracy", "loss"}
     assert (out / "hyperparams.yaml").is_file() and (out / "train_log.txt").is_file()
     assert (out / "embeddings" / "test.pt").is_file()
+
+
+def test_several_encoders_share_one_table(suite_run, tmp_path):
+    """An ablation: named checkpoints are rows of one table; the same
+    encoder and seed give the same numbers under any name."""
+    _, _, tasks = suite_run
+    run = make_run(tmp_path)
+    out = tmp_path / "ablation"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("speechbrain.utils.logger.get_environment_description",
+                      lambda: "test environment")
+        results = run_suite([f"paper={run}", f"unm05={run}"], tasks, out,
+                            hparams_dir=REPO / "hparams" / "downstream",
+                            tasks=["demo_genre"], baselines=False,
+                            run_opts={"device": "cpu", "noprogressbar": True},
+                            overrides=FAST, n_seeds=1, first_seed=7)
+    assert list(results) == ["paper", "unm05"]
+    a, b = (results[v]["demo_genre"]["test"]["accuracy"]["values"] for v in results)
+    assert a == b
+    table = (out / "results.md").read_text()
+    assert "| ours: paper |" in table and "| ours: unm05 |" in table
+    with pytest.raises(ValueError, match="name each one as NAME=PATH"):
+        run_suite([str(run), str(run)], tasks, out, tasks=["demo_genre"])

@@ -16,7 +16,7 @@ FLOORS = {
     "muselq_sb": 0, "version": 0, "utils": 0, "dataio": 0,
     "nnet": 1,
     "lobes": 2,
-    "pretrain": 3, "inference": 3, "prepare": 3,
+    "pretrain": 3, "inference": 3, "prepare": 3, "hear": 3,
     "downstream": 4,
 }
 

@@ -82,8 +82,8 @@ def attention_model(seed=0):
 
 def test_package_folder_is_self_contained(run_folder, model_folder, encoder):
     names = sorted(p.name for p in model_folder.iterdir())
-    assert names == ["README.md", "hyperparams.yaml", "model.safetensors",
-                     "quantizer.safetensors"]
+    assert names == ["README.md", "custom_interface.py", "hyperparams.yaml",
+                     "model.safetensors", "quantizer.safetensors"]
     weights = load_file(str(model_folder / "model.safetensors"))
     assert set(weights) == set(encoder.model.state_dict())
     assert float(weights["normalizer.count"]) > 0  # statistics travel along

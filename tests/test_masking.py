@@ -71,6 +71,60 @@ def test_loss_ignores_unmasked_frames():
     assert perfect["ce"] < 1e-6
 
 
+def test_unmasked_frames_count_with_their_weight():
+    """The unmasked terms are the per-frame means over the predicted frames
+    that were not masked, added with ``unmasked_weight``; with weight 0 the
+    loss is the masked-only loss whatever the unmasked frames hold."""
+    torch.manual_seed(0)
+    B, T, V, D = 2, 8, 5, 3
+    mask = torch.rand(B, T) < 0.4
+    mask[0, 0], mask[0, 1] = True, False
+    predicted = torch.ones(B, T, dtype=torch.bool)
+    predicted[1, -2:] = False  # padding
+    mask &= predicted
+    n = int(predicted.sum())
+    logits, pred = torch.randn(n, 1, V), torch.randn(n, D)
+    tokens, target = torch.randint(0, V, (B, T, 1)), torch.randn(B, T, D)
+    masked_rows = mask[predicted]
+    only_masked = masked_ssl_loss(logits[masked_rows], tokens, pred[masked_rows],
+                                  target, mask)
+    zero = masked_ssl_loss(logits, tokens, pred, target, mask,
+                           predicted=predicted, unmasked_weight=0.0)
+    assert torch.allclose(zero["loss"], only_masked["loss"])
+    half = masked_ssl_loss(logits, tokens, pred, target, mask,
+                           predicted=predicted, unmasked_weight=0.5)
+    unmasked = predicted & ~mask
+    ce_u = torch.nn.functional.cross_entropy(logits[~masked_rows, 0],
+                                             tokens[unmasked][:, 0])
+    mse_u = ((pred[~masked_rows] - target[unmasked]) ** 2).mean()
+    assert torch.allclose(half["ce_unmasked"], ce_u)
+    assert torch.allclose(half["mse_unmasked"], mse_u)
+    assert torch.allclose(half["loss"], only_masked["loss"] + 0.5 * (ce_u + mse_u))
+    assert torch.equal(half["acc"], only_masked["acc"])
+    with pytest.raises(ValueError, match="masked frame must be predicted"):
+        masked_ssl_loss(logits, tokens, pred, target, mask | ~predicted,
+                        predicted=predicted)
+
+
+def test_heads_run_on_every_valid_frame_with_an_unmasked_weight():
+    """``unmasked_weight`` > 0: the heads see every valid frame (padding
+    excluded) and the masks are unchanged; 0: the masked frames only."""
+    torch.manual_seed(0)
+    ssl = tiny_bestrq().eval()
+    wavs, lens = torch.randn(2, 48000), torch.tensor([1.0, 0.5])
+    with torch.no_grad():
+        paper = ssl(wavs, lens)
+        ssl.unmasked_weight = 0.5
+        both = ssl(wavs, lens)
+    assert torch.equal(paper["predicted"], paper["mask"])
+    valid = torch.arange(both["mask"].shape[1]) < both["lens"][:, None]
+    assert torch.equal(both["predicted"], valid) and not valid.all()
+    assert torch.equal(both["mask"], paper["mask"])
+    assert both["logits"].shape[0] == int(valid.sum())
+    rows = paper["mask"][both["predicted"]]
+    assert torch.allclose(both["logits"][rows], paper["logits"], atol=1e-6)
+
+
 def tiny_bestrq(domain="mel", stack=4):
     """A one-layer ``BestRQModel`` (the front-end's n_fft 2048, hop 240)."""
     enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,

@@ -134,8 +134,9 @@ def checkpoint_fingerprint(folder: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def encoder_identity(spec: str, seed: int = 0) -> dict:
-    """What identifies the encoder named by ``spec`` (cheap: loads nothing).
+def encoder_identity(spec: str, seed: int = 0, pooling: str = "mean") -> dict:
+    """What identifies the encoder named by ``spec`` and its time pooling
+    (cheap: loads nothing).
 
     Example
     -------
@@ -148,6 +149,8 @@ def encoder_identity(spec: str, seed: int = 0) -> dict:
     identity = {"kind": kind, "checkpoint": checkpoint_fingerprint(folder)}
     if kind == "random":
         identity["seed"] = seed
+    if kind != "logmel":
+        identity["pooling"] = pooling
     return identity
 
 
@@ -157,6 +160,7 @@ def load_embedder(
     seed: int = 0,
     model_loader: Callable[..., torch.nn.Module] = load_model,
     precision: str = "fp32",
+    pooling: str = "mean",
     frames: Mapping | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The frozen encoder named by ``spec``, as ``(wavs, wav_lens) -> [B, K, d]``.
@@ -174,20 +178,22 @@ def load_embedder(
         :func:`~muselq_sb.inference.embedding.load_model`.
     precision : str
         ``fp32``, or autocast to ``bf16``.
+    pooling : str
+        Time pooling of every hidden state: ``mean`` ([B, L+1, d]) or
+        ``mean_std`` (mean and standard deviation, [B, L+1, 2d]).
     frames : mapping, optional
-        Frame-level output instead (the frame-level tasks): the
-        ``window_seconds`` and ``overlap_seconds`` of
+        Frame-level output instead (the frame-level tasks; ``pooling`` does
+        not apply): the ``window_seconds`` and ``overlap_seconds`` of
         :func:`~muselq_sb.inference.embedding.frame_embed`'s windows for
         attention encoders (SummaryMixing: one pass, ``mode="auto"``).
 
     Returns
     -------
     callable
-        Every hidden state mean-pooled over time ([B, L+1, d]), or for
-        ``logmel:`` the mean and std of the normalised log-mel ([B, 1, 2 n_mels]).
-        With ``frames``: every frame ([B, L+1, T, d]; ``logmel:``
-        [B, 1, T, 2 n_mels]), and the callable's ``frame_rate`` attribute
-        is the encoder's.
+        Every hidden state pooled over time, or for ``logmel:`` the mean and
+        std of the normalised log-mel ([B, 1, 2 n_mels]). With ``frames``:
+        every frame ([B, L+1, T, d]; ``logmel:`` [B, 1, T, 2 n_mels]), and
+        the callable's ``frame_rate`` attribute is the encoder's.
 
     Example
     -------
@@ -215,7 +221,7 @@ def load_embedder(
         return frame_embedder
     if kind == "logmel":
         return functools.partial(embed, model, layers="log_mel", pooling="mean_std")
-    return functools.partial(embed, model, layers="all", pooling="mean", mode="full",
+    return functools.partial(embed, model, layers="all", pooling=pooling, mode="full",
                              precision=precision)
 
 

@@ -51,18 +51,20 @@ def _extract_embeddings(
         crop_seconds=hparams["crop_seconds"],
         sample_rate=hparams["sample_rate"],
     )
-    identity = encoder_identity(hparams["encoder"], hparams["seed"])
+    identity = encoder_identity(hparams["encoder"], hparams["seed"], hparams["pooling"])
     frames = None
-    if frame_level:
+    if frame_level:  # every frame: no pooling
         frames = {"window_seconds": hparams["frame_window_seconds"],
                   "overlap_seconds": hparams["frame_overlap_seconds"]}
+        identity.pop("pooling", None)
         identity["frames"] = frames
     store = hparams["embedding_store"]
     store = ItemStore(store, identity, config) if store else None
     get_embedder = functools.cache(
         lambda: load_embedder(
             hparams["encoder"], device, hparams["seed"], hparams["model_loader"],
-            precision="bf16" if hparams["extract_bf16"] else "fp32", frames=frames,
+            precision="bf16" if hparams["extract_bf16"] else "fp32",
+            pooling=hparams["pooling"], frames=frames,
         )
     )
     meta = (lambda: {"frame_rate": get_embedder().frame_rate}) if frame_level else None
@@ -276,6 +278,9 @@ def run_probe_experiment(
         "encoder": hparams["encoder"],
         "seed": hparams["seed"],
         "layer": hparams["layer"],
+        "task_family": hparams.get("task_family"),
+        # of the best checkpoint (evaluate loaded it); None unless weighted
+        "layer_weights": probe.select.weights(),
         "metrics": list(task["metrics"]),
         "main_metric": brain.main_metric,
         "valid": {brain.main_metric: best.meta[brain.main_metric]} if best else {},

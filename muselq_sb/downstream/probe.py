@@ -5,7 +5,7 @@ Authors
 """
 from __future__ import annotations
 
-from typing import Type
+from typing import Optional, Type
 
 import torch
 from torch import nn
@@ -53,6 +53,18 @@ class LayerSelector(nn.Module):
         self.index = layer % num_layers if self.mode == "index" else None
         if self.mode == "weighted":
             self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+
+    def weights(self) -> Optional[list[float]]:
+        """The learned layer weights (softmax) of ``"weighted"``, else None.
+
+        Example
+        -------
+        >>> LayerSelector(4, "weighted").weights(), LayerSelector(4, 1).weights()
+        ([0.25, 0.25, 0.25, 0.25], None)
+        """
+        if self.mode != "weighted":
+            return None
+        return torch.softmax(self.layer_logits.detach(), dim=0).tolist()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Selects or mixes the layers of ``x`` [B, L, d]."""

@@ -37,14 +37,19 @@ Cell = float | Mapping | str
 
 
 def variant_label(variant: str, run_name: str) -> str:
-    """Row name of one of our encoder variants.
+    """Row name of one of our encoder variants (the checkpoint is named
+    ``run_name``; a named encoder of several keeps its name).
 
     Example
     -------
     >>> variant_label("random", "brn_sum"), variant_label("checkpoint", "brn_sum")
     ('ours: random init', 'ours: brn_sum')
+    >>> variant_label("unm05", "")
+    'ours: unm05'
     """
-    return f"ours: {VARIANT_LABELS.get(variant, run_name)}"
+    if variant == "checkpoint":
+        return f"ours: {run_name}"
+    return f"ours: {VARIANT_LABELS.get(variant, variant)}"
 
 
 def table_columns(
@@ -198,6 +203,50 @@ def interval_table(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]]
     return "\n".join(lines)
 
 
+def versus(value: Cell, reference: Cell) -> str:
+    """``▲`` when the 95 % interval of ``value`` lies entirely above that of
+    ``reference``, ``▼`` when entirely below, ``=`` when they overlap,
+    MISSING when either has no interval.
+
+    Example
+    -------
+    >>> a, b = {"ci95": [0.6, 0.7]}, {"ci95": [0.4, 0.5]}
+    >>> versus(a, b), versus(b, a), versus(a, {"ci95": [0.65, 0.9]}), versus(a, "failed")
+    ('▲', '▼', '=', '—')
+    """
+    if not all(isinstance(v, Mapping) and v.get("ci95") for v in (value, reference)):
+        return MISSING
+    (low, high), (ref_low, ref_high) = value["ci95"], reference["ci95"]
+    return "▲" if low > ref_high else "▼" if high < ref_low else "="
+
+
+def versus_table(
+    columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]], reference: str
+) -> str:
+    """Each row of ours against the ``reference`` row, column by column
+    (:func:`versus`), with the counts of clear wins and losses.
+
+    Example
+    -------
+    >>> rows = {"ours: a": [{"ci95": [0.6, 0.7]}, {"ci95": [0.1, 0.2]}],
+    ...         "ours: random init": [{"ci95": [0.4, 0.5]}, {"ci95": [0.3, 0.4]}]}
+    >>> print(versus_table([Column("A", "a", "m"), Column("B", "b", "m")], rows,
+    ...                    "ours: random init"))
+    | model | A | B | above / below / overlap |
+    |---|---|---|---|
+    | ours: a | ▲ | ▼ | 1 / 1 / 0 |
+    """
+    lines = ["| model | " + " | ".join(c.label for c in columns)
+             + " | above / below / overlap |", "|---|" + "---|" * (len(columns) + 1)]
+    for name, values in rows.items():
+        if not name.startswith("ours") or name == reference:
+            continue
+        marks = [versus(v, rows[reference][i]) for i, v in enumerate(values)]
+        counts = " / ".join(str(marks.count(m)) for m in ("▲", "▼", "="))
+        lines.append(f"| {name} | " + " | ".join(marks) + f" | {counts} |")
+    return "\n".join(lines)
+
+
 def legend(results: Mapping[str, Mapping[str, Mapping]]) -> str:
     """What the cells mean: seeds, intervals and the win rule."""
     seeds = sorted({len(r.get("seeds", [])) for runs in results.values()
@@ -302,6 +351,15 @@ def write_report(
              interval_table([main[i] for i in ran] + other,
                             {n: [v[i] for i in ran] + other_rows.get(n, [])
                              for n, v in main_rows.items()})]
+    reference = variant_label("random", run_name)
+    if reference in main_rows:
+        text += ["", "## Against random weights", "",
+                 "Each row of ours against the same architecture with random "
+                 "weights: ▲ its 95 % interval lies entirely above random "
+                 "weights', ▼ entirely below, = they overlap (no claim either way).",
+                 "", versus_table([main[i] for i in ran] + other,
+                                  {n: [v[i] for i in ran] + other_rows.get(n, [])
+                                   for n, v in main_rows.items()}, reference)]
     notes = _notes(results, run_name)
     if notes:
         text += ["", "## Notes", "", *notes]

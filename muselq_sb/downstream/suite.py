@@ -100,17 +100,41 @@ def discover_tasks(
     return dict(sorted(found.items()))
 
 
-def encoder_variants(encoder: str | Path, baselines: bool = True) -> dict[str, str]:
-    """Encoder specs to compare: the checkpoint and (optionally) baselines.
+def encoder_variants(
+    encoder: str | Path | Sequence[str | Path], baselines: bool = True
+) -> dict[str, str]:
+    """Encoder specs to compare: the checkpoint(s) and (optionally) baselines.
+
+    One encoder is the variant ``checkpoint``. Several (e.g. the runs of an
+    ablation) are named ``NAME=PATH`` or by their folder's name; the
+    baselines are built from the first one (same architecture).
 
     Example
     -------
     >>> encoder_variants("/runs/brn")
     {'checkpoint': '/runs/brn', 'random': 'random:/runs/brn', 'logmel': 'logmel:/runs/brn'}
+    >>> encoder_variants(["paper=/runs/a/1986", "/runs/unm05"], baselines=False)
+    {'paper': '/runs/a/1986', 'unm05': '/runs/unm05'}
     """
-    specs = {"checkpoint": str(encoder)}
+    encoders = [str(encoder)] if isinstance(encoder, (str, Path)) else list(map(str, encoder))
+    if not encoders:
+        raise ValueError("no encoder given")
+    if len(encoders) == 1:
+        specs = {"checkpoint": encoders[0].partition("=")[2] or encoders[0]}
+    else:
+        specs = {}
+        for item in encoders:
+            name, sep, path = item.partition("=")
+            name, path = (name, path) if sep else (Path(item).name, item)
+            if name in specs or name in VARIANTS:
+                raise ValueError(
+                    f"encoder name {name!r} ({path}) is used twice or is reserved "
+                    f"({', '.join(VARIANTS)}): name each one as NAME=PATH"
+                )
+            specs[name] = path
+    first = next(iter(specs.values()))
     if baselines:
-        specs.update({v: f"{v}:{encoder}" for v in VARIANTS[1:]})
+        specs.update({v: f"{v}:{first}" for v in VARIANTS[1:]})
     return specs
 
 
@@ -158,7 +182,7 @@ def summarise_runs(runs: Sequence[Mapping]) -> dict:
 
 
 def run_suite(
-    encoder: str | Path,
+    encoder: str | Path | Sequence[str | Path],
     tasks_root: str | Path,
     output_folder: str | Path,
     hparams_dir: str | Path = "hparams/downstream",
@@ -173,8 +197,10 @@ def run_suite(
 
     Arguments
     ---------
-    encoder : path-like
-        A pre-training output folder.
+    encoder : path-like or sequence
+        A pre-training output folder, or several (``NAME=PATH`` or paths
+        with distinct folder names) compared in one table; the baselines
+        use the first one's architecture.
     tasks_root : path-like
         Where prepared task folders are searched (:func:`discover_tasks`).
     output_folder : path-like
@@ -223,7 +249,8 @@ def run_suite(
     atomic_write_text(output_folder / "env.log", sb_logger.get_environment_description())
     results: dict[str, dict[str, dict]] = {}
     n_runs = 0
-    for variant, spec in encoder_variants(encoder, baselines).items():
+    variants = encoder_variants(encoder, baselines)
+    for variant, spec in variants.items():
         results[variant] = {}
         for name, folder in found.items():
             results[variant][name] = _run_task(
@@ -234,7 +261,8 @@ def run_suite(
     atomic_write_text(
         output_folder / "results.json", json.dumps(results, indent=2) + "\n"
     )
-    write_report(results, output_folder, run_name=Path(encoder).name)
+    write_report(results, output_folder, run_name=Path(variants["checkpoint"]).name
+                 if "checkpoint" in variants else "")
     elapsed = time.time() - started
     logger.info("suite: %d tasks x %d variants x %d seeds = %d probe runs in %.0f s",
                 len(found), len(results), len(seeds), n_runs, elapsed)

@@ -6,8 +6,12 @@
         [--weights ...] [--pooling none|mean|max|mean_std] [--format npy|pt]
         [--dtype fp32|bf16] [--device cpu|cuda] [--mode auto|full|window]
         [--window-seconds 30] [--overlap-seconds 5] [--force]
+    muselq-embed --info MODEL
 
-MODEL is a packaged model folder or a pre-training run folder. Every audio
+MODEL is a packaged model folder, a pre-training run folder or a Hugging
+Face Hub repo id (``MusicEncoder.from_pretrained``). ``--info`` prints the
+model's facts as JSON (input sample rate, frame rate, maximum input
+length, parameters, licence, recommended layers). Every audio
 file under INPUT (recursively; ``muselq_sb.dataio.audio.AUDIO_EXTENSIONS``:
 wav, flac, ogg, opus, mp3, m4a, aac, wma, mp4, mkv, webm...) gets
 ``OUTPUT_FOLDER/<relative path>.<format>`` (``a/song.mp3`` ->
@@ -23,6 +27,7 @@ Authors
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -36,7 +41,12 @@ from tqdm import tqdm
 
 from muselq_sb.dataio.audio import AUDIO_EXTENSIONS, AudioError, has_audio_extension
 from muselq_sb.dataio.manifest import is_up_to_date
-from muselq_sb.inference.embedding import MODES, select_layers
+from muselq_sb.inference.embedding import (
+    MODES,
+    OVERLAP_SECONDS,
+    WINDOW_SECONDS,
+    select_layers,
+)
 from muselq_sb.inference.encoder import DTYPES, MusicEncoder
 from muselq_sb.utils.hparams import ModelFolderError
 
@@ -125,10 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="muselq-embed",
         description="Embed audio files with a muselq_sb music encoder.",
     )
-    p.add_argument("model", type=Path,
-                   help="packaged model folder or pre-training run folder")
-    p.add_argument("input", type=Path, help="audio file or folder (recursive)")
-    p.add_argument("output", type=Path, help="output folder (mirrors input)")
+    p.add_argument("model", nargs="?",
+                   help="packaged model folder, pre-training run folder or "
+                        "Hub repo id")
+    p.add_argument("input", type=Path, nargs="?",
+                   help="audio file or folder (recursive)")
+    p.add_argument("output", type=Path, nargs="?",
+                   help="output folder (mirrors input)")
+    p.add_argument("--info", metavar="MODEL",
+                   help="print MODEL's facts (JSON) and exit")
     p.add_argument("--layers", type=parse_layers, default=-1,
                    help="-1 (last), an index, a list '3,6', 'all', "
                         "'weighted' (with --weights) or 'log_mel' (the "
@@ -143,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="auto: one pass for SummaryMixing, windows for attention")
-    p.add_argument("--window-seconds", type=float, default=30.0)
-    p.add_argument("--overlap-seconds", type=float, default=5.0)
+    p.add_argument("--window-seconds", type=float, default=WINDOW_SECONDS)
+    p.add_argument("--overlap-seconds", type=float, default=OVERLAP_SECONDS)
     p.add_argument("--force", action="store_true",
                    help="re-embed files whose output is up to date")
     p.add_argument("--no-progress", action="store_true")
@@ -165,8 +180,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         0 if at least one file is embedded or up to date, 1 if all failed,
         2 on bad arguments or model.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.info is not None:
+        try:
+            info = MusicEncoder.from_pretrained(args.info).info
+        except (ModelFolderError, FileNotFoundError) as err:
+            print(f"muselq-embed: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(info, indent=2))
+        return 0
+    if args.output is None:
+        parser.print_usage(sys.stderr)
+        print("muselq-embed: MODEL, INPUT and OUTPUT_FOLDER are required "
+              "(or --info MODEL)", file=sys.stderr)
+        return 2
     if not args.input.exists():
         print(f"muselq-embed: {args.input}: no such file or folder", file=sys.stderr)
         return 2
@@ -176,7 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"({', '.join(AUDIO_EXTENSIONS)})", file=sys.stderr)
         return 2
     try:
-        encoder = MusicEncoder.from_path(args.model, args.device, args.dtype)
+        encoder = MusicEncoder.from_pretrained(args.model, args.device, args.dtype)
     except (ModelFolderError, FileNotFoundError) as err:
         print(f"muselq-embed: {err}", file=sys.stderr)
         return 2

@@ -64,6 +64,9 @@ MODEL_FILE = "model.safetensors"
 #: Mixers whose cost and memory are linear in the length (one pass is fine).
 LINEAR_TYPES = ("SummaryMixing", "SummaryMixing-lite")
 MODES = ("auto", "full", "window")
+#: Default window and overlap (seconds) of attention encoders on long inputs.
+WINDOW_SECONDS = 30.0
+OVERLAP_SECONDS = 5.0
 POOLINGS = (None, "mean", "max", "mean_std")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Layers = Union[int, Sequence[int], str]
@@ -116,17 +119,64 @@ def load_run_state(run_folder: str | Path) -> tuple[dict, dict, Path]:
     return model_state, part("quantizer."), ckpt_dir
 
 
+def read_weights(path: str | Path) -> dict:
+    """The tensors of a safetensors file (nothing is unpickled).
+
+    Raises
+    ------
+    ModelFolderError
+        A missing or unreadable file, named.
+
+    Example
+    -------
+    >>> read_weights("/nowhere/model.safetensors")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    muselq_sb.utils.hparams.ModelFolderError: /nowhere/model.safetensors: unreadable (...)
+    """
+    try:
+        return load_file(str(path))
+    except (RuntimeError, OSError) as err:
+        raise ModelFolderError(path, f"unreadable ({err})") from err
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Loads a safetensors file into ``module``, every tensor fitting.
+
+    Also SpeechBrain's parameter-transfer hook of a packaged folder's
+    ``pretrainer`` (:class:`~muselq_sb.inference.pretrainer.FolderPretrainer`).
+
+    Raises
+    ------
+    ModelFolderError
+        Unreadable, or tensors missing, left over or of the wrong shape.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from safetensors.torch import save_file
+    >>> f = Path(tempfile.mkdtemp()) / "lin.safetensors"
+    >>> save_file(nn.Linear(2, 3).state_dict(), str(f))
+    >>> load_weights(nn.Linear(2, 3), f)
+    >>> load_weights(nn.Linear(2, 4), f)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    muselq_sb.utils.hparams.ModelFolderError: ...lin.safetensors: does not fit the model (Error(s) in loading state_dict for Linear:...
+    """
+    try:
+        module.load_state_dict(read_weights(path), strict=True)
+    except RuntimeError as err:
+        raise ModelFolderError(path, f"does not fit the model ({err})") from err
+
+
 def _definition_and_weights(source: Path) -> tuple[str, Path, dict, Path]:
     """Model yaml, its path, the weights and their file, of a folder."""
     if (source / MODEL_FILE).is_file():
         yaml_path, weights = source / HPARAMS_FILE, source / MODEL_FILE
         if not yaml_path.is_file():
             raise ModelFolderError(yaml_path, "missing: not a packaged model folder")
-        try:
-            state = load_file(str(weights))
-        except (RuntimeError, OSError) as err:
-            raise ModelFolderError(weights, f"unreadable ({err})") from err
-        return yaml_path.read_text(encoding="utf-8"), yaml_path, state, weights
+        return (yaml_path.read_text(encoding="utf-8"), yaml_path,
+                read_weights(weights), weights)
     if (source / "save").is_dir():
         state, _, ckpt = load_run_state(source)
         return (model_definition(source), source / HPARAMS_FILE, state,
@@ -242,8 +292,8 @@ def hidden_states(
     wavs: torch.Tensor,
     wav_lens: Optional[torch.Tensor] = None,
     mode: str = "auto",
-    window_seconds: float = 30.0,
-    overlap_seconds: float = 5.0,
+    window_seconds: float = WINDOW_SECONDS,
+    overlap_seconds: float = OVERLAP_SECONDS,
     window_batch: int = 4,
     precision: str = "fp32",
 ) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -56,29 +56,40 @@ def masked_ssl_loss(
     mask: torch.Tensor,
     ce_weight: float = 1.0,
     mse_weight: float = 1.0,
+    predicted: torch.Tensor | None = None,
+    unmasked_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """``L = ce_weight * CE + mse_weight * MSE`` on masked frames only.
+    """``L = ce_weight * CE + mse_weight * MSE`` on masked frames, plus
+    ``unmasked_weight`` times the same terms on unmasked frames (HuBERT's
+    weighting of masked and unmasked frames; 0 = BEST-RQ, masked only).
 
     Arguments
     ---------
     logits : torch.Tensor
-        [N, G, V] token logits of the N masked frames (in ``mask`` order).
+        [N, G, V] token logits of the N predicted frames (in ``predicted``
+        order).
     tokens : torch.Tensor
         [B, T, G] target tokens of all frames.
     mel_pred : torch.Tensor
-        [N, D] predicted stacked mel frames of the masked frames.
+        [N, D] predicted stacked mel frames of the predicted frames.
     mel_target : torch.Tensor
         [B, T, D] target stacked mel frames.
     mask : torch.Tensor
-        [B, T] bool, True on masked (predicted) frames.
+        [B, T] bool, True on masked frames.
     ce_weight, mse_weight : float
         Weights of the two terms.
+    predicted : torch.Tensor, optional
+        [B, T] bool, the frames the heads ran on (``mask`` when None; with
+        ``unmasked_weight`` > 0, every valid frame).
+    unmasked_weight : float
+        Weight of the terms on the predicted frames that were not masked.
 
     Returns
     -------
     dict
-        ``loss``, ``ce``, ``mse``, ``acc`` (masked-token accuracy) and
-        ``n_masked``; computed in float32.
+        ``loss``, ``ce``, ``mse`` (masked frames), ``ce_unmasked`` and
+        ``mse_unmasked`` (only when unmasked frames are predicted), ``acc``
+        (masked-token accuracy) and ``n_masked``; computed in float32.
 
     Example
     -------
@@ -89,23 +100,41 @@ def masked_ssl_loss(
     ...     torch.ones(B, T, 3), mask)
     >>> round(out["ce"].item(), 4), out["mse"].item(), int(out["n_masked"])
     (1.3863, 1.0, 4)
+    >>> every = torch.ones(B, T, dtype=torch.bool)
+    >>> out = masked_ssl_loss(torch.zeros(12, 1, V),
+    ...     torch.zeros(B, T, 1, dtype=torch.long), torch.zeros(12, 3),
+    ...     torch.ones(B, T, 3), mask, predicted=every, unmasked_weight=0.5)
+    >>> out["mse_unmasked"].item(), round(out["loss"].item(), 4)
+    (1.0, 3.5794)
     """
-    sel_tokens = tokens[mask]  # [N, G]
+    predicted = mask if predicted is None else predicted
+    if (mask & ~predicted).any():
+        raise ValueError("every masked frame must be predicted")
+    sel_tokens = tokens[predicted]  # [N, G]
     if logits.shape[:2] != sel_tokens.shape:
         raise ValueError(
             f"logits {tuple(logits.shape)} do not match the {sel_tokens.shape[0]}"
-            " masked frames: pass the head outputs of masked frames only"
+            " predicted frames: pass the head outputs of predicted frames only"
         )
     logits = logits.float()
     ce = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), sel_tokens.reshape(-1)
-    )
-    mse = nn.functional.mse_loss(mel_pred.float(), mel_target[mask].float())
-    acc = (logits.argmax(-1) == sel_tokens).float().mean()
+        logits.reshape(-1, logits.shape[-1]), sel_tokens.reshape(-1),
+        reduction="none",
+    ).view(sel_tokens.shape).mean(-1)  # [N]
+    se = (mel_pred.float() - mel_target[predicted].float()).pow(2).mean(-1)
+    masked = mask[predicted]  # [N], True on the masked frames
+    terms = {"ce": ce[masked].mean(), "mse": se[masked].mean()}
+    loss = ce_weight * terms["ce"] + mse_weight * terms["mse"]
+    if (~masked).any():
+        terms["ce_unmasked"] = ce[~masked].mean()
+        terms["mse_unmasked"] = se[~masked].mean()
+        loss = loss + unmasked_weight * (
+            ce_weight * terms["ce_unmasked"] + mse_weight * terms["mse_unmasked"]
+        )
+    acc = (logits[masked].argmax(-1) == sel_tokens[masked]).float().mean()
     return {
-        "loss": ce_weight * ce + mse_weight * mse,
-        "ce": ce,
-        "mse": mse,
+        "loss": loss,
+        **terms,
         "acc": acc.detach(),
-        "n_masked": torch.tensor(float(sel_tokens.shape[0])),
+        "n_masked": torch.tensor(float(masked.sum())),
     }

@@ -38,6 +38,9 @@ class BestRQModel(nn.Module):
     eval_mask_seed : int
         Seed of the masks drawn in evaluation mode (the same every time, so
         validation curves compare like with like).
+    unmasked_weight : float
+        Weight of the loss on unmasked frames; when > 0 the heads run on
+        every valid frame, else (BEST-RQ) on the masked frames only.
 
     Example
     -------
@@ -62,6 +65,7 @@ class BestRQModel(nn.Module):
         token_head: TokenHead,
         mel_head: MelHead,
         eval_mask_seed: int = 0,
+        unmasked_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if quantizer.input_dim != model.target_dim:
@@ -75,6 +79,7 @@ class BestRQModel(nn.Module):
         self.masker = masker
         self.token_head = token_head
         self.mel_head = mel_head
+        self.unmasked_weight = unmasked_weight
 
     def forward(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor
@@ -86,9 +91,11 @@ class BestRQModel(nn.Module):
         dict
             ``mask`` [B, T] (True = masked, never on padding), ``tokens``
             [B, T, G], ``mel_target`` [B, T, n_mels * stack], ``lens``
-            (valid frames), and the heads' outputs for the N masked frames
-            only (in ``mask`` order): ``logits`` [N, G, V] and ``mel_pred``
-            [N, n_mels * stack].
+            (valid frames), ``predicted`` [B, T] (the frames the heads ran
+            on: the masked ones, or every valid one when
+            ``unmasked_weight`` > 0) and the heads' outputs for those N
+            frames (in ``predicted`` order): ``logits`` [N, G, V] and
+            ``mel_pred`` [N, n_mels * stack].
         """
         mel, lens = self.model.features(wavs, wav_lens)
         targets = self.model.targets(mel)
@@ -105,12 +112,16 @@ class BestRQModel(nn.Module):
         else:
             masked = self.masker.apply(mel, mask, self.model.stack)
         last = self.model.encode(masked, lens)[-1]
-        picked = last[mask]  # the heads only run where the loss looks
+        predicted = mask
+        if self.unmasked_weight > 0:
+            predicted = torch.arange(mask.shape[1], device=mask.device) < lens25[:, None]
+        picked = last[predicted]  # the heads only run where the loss looks
         return {
             "logits": self.token_head(picked[None])[0],
             "tokens": tokens,
             "mel_pred": self.mel_head(picked),
             "mel_target": targets,
             "mask": mask,
+            "predicted": predicted,
             "lens": lens25,
         }

@@ -148,12 +148,15 @@ class BestRQBrain(sb.Brain):
     def compute_objectives(
         self, predictions: dict[str, Any], batch: PaddedBatch, stage
     ) -> torch.Tensor:
-        """CE on masked tokens + MSE on masked stacked mel frames."""
+        """CE on tokens + MSE on stacked mel frames (masked, and unmasked
+        frames weighted by ``unmasked_weight``)."""
         losses = masked_ssl_loss(
             predictions["logits"], predictions["tokens"],
             predictions["mel_pred"], predictions["mel_target"],
             predictions["mask"], ce_weight=self.hparams.ce_weight,
             mse_weight=self.hparams.mse_weight,
+            predicted=predictions["predicted"],
+            unmasked_weight=self.hparams.unmasked_weight,
         )
         self.last_out, self.last_losses = predictions, losses
         if getattr(batch, "placeholder", False):

@@ -67,8 +67,9 @@ class SSLStats:
     ) -> None:
         """Adds one batch's outputs and losses."""
         self.n += 1
-        for key in ("loss", "ce", "mse", "acc"):
-            self.sums[key] = self.sums.get(key, 0.0) + float(losses[key])
+        for key in ("loss", "ce", "mse", "acc", "ce_unmasked", "mse_unmasked"):
+            if key in losses:
+                self.sums[key] = self.sums.get(key, 0.0) + float(losses[key])
         tokens, mask = out["tokens"][..., 0], out["mask"]
         valid = torch.arange(mask.shape[1], device=mask.device)[None] < out["lens"][:, None]
         self.masked_counts += torch.bincount(

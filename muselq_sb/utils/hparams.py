@@ -324,9 +324,11 @@ def model_definition(run_folder: str | os.PathLike, with_quantizer: bool = False
     Arguments
     ---------
     run_folder : path-like
-        A pre-training output folder.
+        A pre-training output folder, or a packaged model folder (its
+        ``model`` and ``quantizer`` entries).
     with_quantizer : bool
-        Also keep ``ssl_model.quantizer`` as ``quantizer``.
+        Also keep ``ssl_model.quantizer`` (a packaged folder's
+        ``quantizer``) as ``quantizer``.
 
     Returns
     -------
@@ -339,7 +341,8 @@ def model_definition(run_folder: str | os.PathLike, with_quantizer: bool = False
     nodes = {"model": doc["model"]}
     if with_quantizer:
         try:
-            nodes["quantizer"] = doc["ssl_model"]["quantizer"]
+            nodes["quantizer"] = (doc["quantizer"] if "quantizer" in doc
+                                  else doc["ssl_model"]["quantizer"])
         except (KeyError, TypeError) as err:
             raise ModelFolderError(
                 Path(run_folder) / HPARAMS_FILE, "has no 'ssl_model.quantizer' entry"

@@ -6,6 +6,12 @@
         [--output_folder=results/downstream_suite] [--device=cuda:0] \
         [--number_of_epochs=20 ...]
 
+Several checkpoints (an ablation) go into one table with ``--encoder``
+repeated, each as ``NAME=PATH`` (baselines from the first):
+
+    python recipes/downstream/run_suite.py --encoder=paper=runs/paper \
+        --encoder=unm05=runs/unm05 --tasks_root=data/tasks
+
 Every probe runs with ``--n_seeds`` seeds (``--first_seed`` and the next
 ones; random weights: one encoder per seed). Any other ``--key=value`` is a
 yaml override applied to every task. Writes ``results.md``, ``results.csv``,
@@ -26,7 +32,10 @@ from muselq_sb.downstream.suite import run_suite
 def parse_args(argv):
     """Suite options, run options and yaml overrides from the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--encoder", required=True, help="pre-training output folder")
+    parser.add_argument(
+        "--encoder", required=True, action="append",
+        help="pre-training output folder; repeat it (NAME=PATH) to compare several",
+    )
     parser.add_argument("--tasks_root", required=True, help="prepared task folders")
     parser.add_argument("--tasks", default="", help="comma-separated task names")
     parser.add_argument("--output_folder", default="results/downstream_suite")
