@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("quantizer", "mixer_scaling", "encoders_vs_peers", "hardware_limit",
-           "pretrain_throughput", "data_pipeline", "decoders", "gpu_check")
+           "pretrain_throughput", "data_pipeline", "decoders", "gpu_check",
+           "frame_long_track")
 
 
 def command(name, out):
@@ -132,3 +133,13 @@ def test_gpu_check_on_cpu(results):
     assert bf16["audio_h_per_gpu_h"] > 0 and bf16["frac_bf16_mm"] > 0
     assert fp16["precision"] == "fp16" and "CUDA" in fp16["skipped"]
     assert track["finite"] is True and track["step_s"] > 0
+
+
+def test_frame_long_track(results):
+    data = load(results, "frame_long_track")
+    [row] = data["rows"]
+    assert row["error"] == "" and row["peak_mib"] >= 0
+    summary = data["summary"]  # 30 s in one pass: 751 frames, both tasks scored
+    assert summary["frames"] == 751 and summary["one_pass"] is True
+    assert summary["errors"] == {} and set(summary["test"]) == {"beats", "chords"}
+    assert {"beat_f", "cmlt", "amlt", "downbeat_f"} <= set(summary["test"]["beats"])

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from muselq_sb.dataio import demo_corpus as dc
 from muselq_sb.dataio.manifest import read_manifest, read_task
+from muselq_sb.downstream.frame_targets import parse_annotation
 from muselq_sb.prepare import demo
 
 EXPECTED_SHA256 = Path(__file__).parent / "fixtures" / "demo_corpus_sha256.json"
@@ -62,6 +63,10 @@ def test_every_task_folder_is_complete(corpus, name):
         assert {r[info["target"]] for r in everything} <= set(info["classes"])
     elif info["type"] == "multilabel":
         assert {t for r in everything for t in r["tags"].split(";")} <= set(info["classes"])
+    elif info["type"] in ("beats", "chords"):
+        for r in everything:  # every clip's annotation reads, from 0 s to its end
+            times = parse_annotation(info["type"], r[info["target"]], name, 0)[0]
+            assert times.min() == 0.0 and times.max() <= float(r["duration"])
     else:
         for column in info["target"]:
             assert all(np.isfinite(float(r[column])) for r in everything)
@@ -208,3 +213,20 @@ def test_plots_and_cli(corpus, tmp_path, capsys):
     assert "demo_key" in out  # the cached corpus was reused and summarised
     for name in ("demo_spectrograms.png", "demo_labels.png"):
         assert (tmp_path / "img" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_music_clips_know_their_beats_and_chords():
+    """The beat grid and chords follow the clip's tempo, key and progression."""
+    y, labels = dc.render_music("ballad", "A minor", 10.0, np.random.default_rng(3))
+    period = 60.0 / labels["tempo"]
+    times = [t for t, _ in labels["beats"]]
+    assert np.allclose(np.diff(times), period) and times[-1] < 10.0 <= times[-1] + period
+    assert [p for _, p in labels["beats"]][:5] == [1, 2, 3, 4, 1]
+    chords = labels["chords"]
+    assert chords[0][0] == 0.0 and chords[-1][1] == 10.0
+    assert all(np.isclose(e - s, 4 * period) for s, e, _ in chords[:-1])  # one bar each
+    a_minor_triads = {"A:min", "B:dim", "C:maj", "D:min", "E:min", "F:maj", "G:maj"}
+    assert {c for _, _, c in chords} <= a_minor_triads
+    # the audio did not change for the labels: same seed, same samples
+    again, _ = dc.render_music("ballad", "A minor", 10.0, np.random.default_rng(3))
+    assert np.array_equal(y, again)

@@ -228,7 +228,7 @@ def test_results_tables_have_paper_and_our_rows(suite_run):
     for row in ("paper: MERT-330M", "paper: BRN sum large (200k h)",
                 "ours: brn_tiny", "ours: random init", "ours: pooled log-mel"):
         assert f"| {row} |" in md
-    assert "## Other tasks (demo corpus)" in md and "demo_genre accuracy" in md
+    assert "## Other tasks (demo corpus, frame-level tasks)" in md and "demo_genre accuracy" in md
     assert "mystery" in md and "failed" in md
     assert "over 2 probe seeds" in md and "## 95 % intervals" in md
     genre = results["checkpoint"]["demo_genre"]["test"]["accuracy"]

@@ -284,8 +284,10 @@ def _scale_midi(tonic: int, mode: str, index: int) -> int:
 
 def _music_events(style: Style, tonic: int, mode: str, tempo: float,
                   lead: str, register: int, seconds: float,
-                  rng: np.random.Generator) -> list[tuple[float, float, float, float, str]]:
-    """Note events ``(onset, duration, midi, velocity, instrument)``."""
+                  rng: np.random.Generator
+                  ) -> tuple[list[tuple[float, float, float, float, str]], tuple[int, ...]]:
+    """Note events ``(onset, duration, midi, velocity, instrument)`` and the
+    chord progression (scale degrees, one per ``bars_per_chord`` bars)."""
     sixteenth = 60.0 / tempo / 4
     progression = style.progressions[rng.integers(len(style.progressions))]
     bar_steps = 16 * style.bars_per_chord
@@ -335,7 +337,56 @@ def _music_events(style: Style, tonic: int, mode: str, tempo: float,
             position += 7
         events.append((onset(step), style.melody_step * sixteenth * 0.9,
                        _scale_midi(tonic, mode, position), 0.35 * rng.uniform(0.8, 1.0), lead))
-    return events
+    return events, progression
+
+
+def chord_label(tonic: int, mode: str, degree: int) -> str:
+    """The Harte label of the triad on scale ``degree`` of a key.
+
+    Example
+    -------
+    >>> [chord_label(0, "major", d) for d in (0, 1, 4, 6)]
+    ['C:maj', 'D:min', 'G:maj', 'B:dim']
+    >>> chord_label(TONICS.index("A"), "minor", 2)
+    'C:maj'
+    """
+    scale = SCALES[mode]
+    root, third, fifth = (scale[(degree + k) % 7] + 12 * ((degree + k) // 7)
+                          for k in (0, 2, 4))
+    quality = {(4, 7): "maj", (3, 7): "min", (3, 6): "dim"}[(third - root, fifth - root)]
+    return f"{TONICS[(tonic + root) % 12]}:{quality}"
+
+
+def beat_grid(tempo: float, seconds: float) -> list[tuple[float, int]]:
+    """Beats of a clip: ``(time, position in the 4/4 bar)`` from 0 s.
+
+    Every style plays 16 sixteenths a bar from time 0; swing delays only
+    odd sixteenths, never a beat.
+
+    Example
+    -------
+    >>> beat_grid(120.0, 2.6)
+    [(0.0, 1), (0.5, 2), (1.0, 3), (1.5, 4), (2.0, 1), (2.5, 2)]
+    """
+    period = 60.0 / tempo
+    return [(k * period, k % 4 + 1) for k in range(int(np.ceil(seconds / period)))
+            if k * period < seconds]
+
+
+def chord_segments(progression: Sequence[int], bars_per_chord: int, tonic: int,
+                   mode: str, tempo: float, seconds: float) -> list[tuple[float, float, str]]:
+    """The chord of each ``bars_per_chord`` bars of a clip, as time segments.
+
+    Example
+    -------
+    >>> chord_segments((0, 4), 1, 0, "major", 120.0, 5.0)
+    [(0.0, 2.0, 'C:maj'), (2.0, 4.0, 'G:maj'), (4.0, 5.0, 'C:maj')]
+    """
+    span = bars_per_chord * 4 * 60.0 / tempo
+    n = int(np.ceil(seconds / span))
+    return [(k * span, min((k + 1) * span, seconds),
+             chord_label(tonic, mode, progression[k % len(progression)]))
+            for k in range(n)]
 
 
 def _mix(events: Sequence[tuple[float, float, float, float, str]], n: int,
@@ -382,7 +433,8 @@ def render_music(style_name: str, key: str, seconds: float,
     -------
     (numpy.ndarray, dict)
         float32 samples and the labels: ``key``, ``genre``, ``lead``,
-        ``tempo``, ``tags`` (list), ``arousal``, ``valence``.
+        ``tempo``, ``tags`` (list), ``arousal``, ``valence``, ``beats``
+        (:func:`beat_grid`) and ``chords`` (:func:`chord_segments`).
 
     Example
     -------
@@ -399,7 +451,8 @@ def render_music(style_name: str, key: str, seconds: float,
     gain = float(rng.uniform(*style.gain))
     drums = style.drums is not None and rng.random() < style.drum_prob
     n = int(seconds * SAMPLE_RATE)
-    events = _music_events(style, tonic, mode, tempo, lead, register, seconds, rng)
+    events, progression = _music_events(style, tonic, mode, tempo, lead, register,
+                                        seconds, rng)
     y = _mix(events, n, rng)
     if drums:
         _add_drums(y, DRUM_PATTERNS[style.drums], tempo, style.swing, rng)
@@ -416,7 +469,10 @@ def render_music(style_name: str, key: str, seconds: float,
     present = {lead, style.comp} | ({"bass"} if style.bass else set())
     tags = sorted(present) + (["drums"] if drums else []) + moods
     labels = {"key": key, "genre": style_name, "lead": lead, "tempo": tempo,
-              "tags": tags, "arousal": arousal, "valence": valence}
+              "tags": tags, "arousal": arousal, "valence": valence,
+              "beats": beat_grid(tempo, seconds),
+              "chords": chord_segments(progression, style.bars_per_chord, tonic, mode,
+                                       tempo, seconds)}
     return y.astype(np.float32), labels
 
 
@@ -609,8 +665,8 @@ def render_clip(job: Mapping, config: Mapping) -> tuple[np.ndarray, dict]:
     >>> config = {"seed": 0, "n_music": 1, "n_notes": 0, "n_voice": 0,
     ...           "n_singers": 1, "clip_seconds": 0.5}
     >>> y, labels = render_clip(plan_clips(config)[0], config)
-    >>> y.shape, sorted(labels)[:3]
-    ((12000,), ['arousal', 'genre', 'key'])
+    >>> y.shape, sorted(labels)[:4]
+    ((12000,), ['arousal', 'beats', 'chords', 'genre'])
     """
     family, index = job["family"], job["index"]
     rng = np.random.default_rng([config["seed"], FAMILIES.index(family), index])

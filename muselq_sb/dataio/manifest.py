@@ -29,7 +29,10 @@ stop       last second to read (float) or empty for the file end
      "classes": ["blues", ...], "metrics": ["accuracy"]}
 
 ``type`` is one of ``multiclass``, ``multilabel``, ``regression``,
-``pretrain``. For ``regression`` ``target`` is a list of columns.
+``pretrain``, or a frame-level task: ``beats`` (the ``beats`` column holds
+the item's beats as JSON, ``[[time, position or null], ...]``) or
+``chords`` (``chords``: ``[[start, end, label], ...]``). For
+``regression`` ``target`` is a list of columns.
 
 All files are written atomically (temporary file + ``os.replace``), so a
 reader never sees a partial manifest.
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 BASE_COLUMNS = ("ID", "path", "duration", "start", "stop")
-TASK_TYPES = ("multiclass", "multilabel", "regression", "pretrain")
+TASK_TYPES = ("multiclass", "multilabel", "regression", "pretrain", "beats", "chords")
 SPLITS = ("train", "valid", "test")
 
 

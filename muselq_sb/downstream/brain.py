@@ -131,16 +131,25 @@ class ProbeBrain(sb.Brain):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         task = self.hparams.task
+        self.loss_fn = self.task_loss(task)
+        self.main_metric = main_metric(task, self.hparams.main_metric)
+        self.train_stats: dict = {}
+        self.test_stats: dict = {}
+        self.accumulator = LogitAccumulator()
+
+    def task_loss(self, task: Mapping):
+        """The loss of the task's type (refuses types it cannot train)."""
         if task["type"] not in LOSSES:
             raise ValueError(
                 f"task {task.get('name')!r}: type {task['type']!r}; expected "
                 f"one of {list(LOSSES)}"
             )
-        self.loss_fn = LOSSES[task["type"]]
-        self.main_metric = main_metric(task, self.hparams.main_metric)
-        self.train_stats: dict = {}
-        self.test_stats: dict = {}
-        self.accumulator = LogitAccumulator()
+        return LOSSES[task["type"]]
+
+    def stage_metrics(self) -> dict:
+        """The task's metrics on what the stage's batches collected."""
+        logits, targets = self.accumulator.clip_level()
+        return compute_metrics(self.hparams.task, logits, targets)
 
     def _best_saved_score(self) -> float:
         """Main metric of the best checkpoint (-inf before the first)."""
@@ -179,8 +188,7 @@ class ProbeBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        logits, targets = self.accumulator.clip_level()
-        stats.update(compute_metrics(self.hparams.task, logits, targets))
+        stats.update(self.stage_metrics())
         score = float(stats[self.main_metric])
         if stage == sb.Stage.VALID:
             old_lr, new_lr = self.hparams.lr_annealing(

@@ -9,7 +9,9 @@ tensor ``[n_windows, L+1, d]`` per item. A split is stored as one ``<split>.pt``
 tensors, the skipped items and a fingerprint of encoder checkpoint + task +
 window settings: a changed checkpoint (or manifest) re-extracts. An
 :class:`ItemStore` shares single items between tasks cut from the same
-clips.
+clips. Frame-level tasks (beats, chords) cache every frame instead: one
+whole-track window per item, ``[1, L+1, T, d]``, and the split's
+``frame_rate`` (``load_embedder(..., frames=...)``).
 
 Encoders are named by a spec string: ``<folder>`` (a pre-training output
 folder), ``random:<folder>`` (same architecture, random weights drawn from
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from muselq_sb.dataio.audio import AudioError, load_audio, window_bounds
 from muselq_sb.dataio.manifest import read_manifest
-from muselq_sb.inference.embedding import embed, load_model
+from muselq_sb.inference.embedding import embed, frame_embed, load_model
 from muselq_sb.utils.checkpoints import latest_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -159,6 +161,7 @@ def load_embedder(
     model_loader: Callable[..., torch.nn.Module] = load_model,
     precision: str = "fp32",
     pooling: str = "mean",
+    frames: Mapping | None = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The frozen encoder named by ``spec``, as ``(wavs, wav_lens) -> [B, K, d]``.
 
@@ -178,12 +181,19 @@ def load_embedder(
     pooling : str
         Time pooling of every hidden state: ``mean`` ([B, L+1, d]) or
         ``mean_std`` (mean and standard deviation, [B, L+1, 2d]).
+    frames : mapping, optional
+        Frame-level output instead (the frame-level tasks; ``pooling`` does
+        not apply): the ``window_seconds`` and ``overlap_seconds`` of
+        :func:`~muselq_sb.inference.embedding.frame_embed`'s windows for
+        attention encoders (SummaryMixing: one pass, ``mode="auto"``).
 
     Returns
     -------
     callable
         Every hidden state pooled over time, or for ``logmel:`` the mean and
-        std of the normalised log-mel ([B, 1, 2 n_mels]).
+        std of the normalised log-mel ([B, 1, 2 n_mels]). With ``frames``:
+        every frame ([B, L+1, T, d]; ``logmel:`` [B, 1, T, 2 n_mels]), and
+        the callable's ``frame_rate`` attribute is the encoder's.
 
     Example
     -------
@@ -200,6 +210,15 @@ def load_embedder(
     kind, folder = parse_encoder(spec)
     model = model_loader(folder, random_seed=seed if kind == "random" else None,
                          device=device)
+    if frames is not None:
+        layers = "log_mel" if kind == "logmel" else "all"
+
+        def frame_embedder(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+            return frame_embed(model, wavs, wav_lens, layers=layers, mode="auto",
+                               precision=precision, **frames)[0]
+
+        frame_embedder.frame_rate = model.frame_rate
+        return frame_embedder
     if kind == "logmel":
         return functools.partial(embed, model, layers="log_mel", pooling="mean_std")
     return functools.partial(embed, model, layers="all", pooling=pooling, mode="full",
@@ -430,6 +449,7 @@ def load_or_extract(
     identity: Mapping,
     config: WindowConfig,
     store: ItemStore | None = None,
+    meta: Callable[[], Mapping] | None = None,
     **extract_kwargs,
 ) -> dict:
     """The cached embeddings of one split, extracting them if stale.
@@ -452,6 +472,9 @@ def load_or_extract(
     store : ItemStore, optional
         Items already extracted for another task are taken from it, and the
         new ones are added to it.
+    meta : callable, optional
+        More fields saved with the split (e.g. the frame rate of frame
+        features), asked for only when the split is extracted.
     **extract_kwargs
         Passed to :func:`extract_split`.
 
@@ -485,7 +508,8 @@ def load_or_extract(
     found.update({rows[i]["ID"]: e for i, e in stored.items()})
     kept = [row["ID"] for row in rows if row["ID"] in found]
     result = {"ids": kept, "embeddings": [found[i] for i in kept],
-              "skipped": fresh["skipped"], "fingerprint": fingerprint}
+              "skipped": fresh["skipped"], "fingerprint": fingerprint,
+              **(meta() if meta is not None else {})}
     _atomic_torch_save(result, path)
     n_windows = sum(len(e) for e in result["embeddings"])
     logger.info(

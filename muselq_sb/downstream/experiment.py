@@ -26,17 +26,24 @@ from muselq_sb.downstream.cache import (
     load_embedder,
     load_or_extract,
 )
+from muselq_sb.downstream.frame_brain import FrameDataset, FrameProbeBrain
+from muselq_sb.downstream.frame_metrics import FRAME_TASK_TYPES
+from muselq_sb.downstream.frame_targets import encode_references, frame_targets
 from muselq_sb.downstream.targets import TaskTargets, item_groups
 from muselq_sb.utils.hparams import load_hparams, save_hparams
 
 logger = logging.getLogger(__name__)
 
 
-def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
+def _extract_embeddings(
+    hparams: Mapping, device: str, frame_level: bool = False
+) -> dict[str, dict]:
     """Cached embeddings of every split of ``hparams["task_folder"]``.
 
     The encoder is loaded only if a split needs (re-)extraction, and freed
-    before the probe trains.
+    before the probe trains. ``frame_level``: every frame of the hidden
+    states instead of their time mean (the window settings of attention
+    encoders and the frame rate go with the cache).
     """
     config = WindowConfig(
         window_seconds=hparams["window_seconds"],
@@ -45,19 +52,26 @@ def _extract_embeddings(hparams: Mapping, device: str) -> dict[str, dict]:
         sample_rate=hparams["sample_rate"],
     )
     identity = encoder_identity(hparams["encoder"], hparams["seed"], hparams["pooling"])
+    frames = None
+    if frame_level:  # every frame: no pooling
+        frames = {"window_seconds": hparams["frame_window_seconds"],
+                  "overlap_seconds": hparams["frame_overlap_seconds"]}
+        identity.pop("pooling", None)
+        identity["frames"] = frames
     store = hparams["embedding_store"]
     store = ItemStore(store, identity, config) if store else None
     get_embedder = functools.cache(
         lambda: load_embedder(
             hparams["encoder"], device, hparams["seed"], hparams["model_loader"],
             precision="bf16" if hparams["extract_bf16"] else "fp32",
-            pooling=hparams["pooling"],
+            pooling=hparams["pooling"], frames=frames,
         )
     )
+    meta = (lambda: {"frame_rate": get_embedder().frame_rate}) if frame_level else None
     splits = {
         split: load_or_extract(
             hparams["task_folder"], split, hparams["cache_folder"], get_embedder,
-            identity, config, store,
+            identity, config, store, meta,
             batch_size=hparams["extract_batch_size"],
             num_workers=hparams["extract_num_workers"],
             device=device,
@@ -123,6 +137,57 @@ def build_datasets(
     return datasets, stats
 
 
+def build_frame_datasets(
+    task_folder: str | Path, task: Mapping, splits: Mapping[str, Mapping]
+) -> tuple[dict[str, FrameDataset], float]:
+    """One :class:`FrameDataset` per split of a frame-level task.
+
+    Arguments
+    ---------
+    task_folder : path-like
+        The prepared task folder (its ``<split>.csv`` hold the annotations).
+    task : mapping
+        Its ``task.json`` (type ``beats`` or ``chords``).
+    splits : mapping
+        ``{split: cached frames}`` as :func:`load_or_extract` returns them
+        (one whole-track window per item, and the ``frame_rate``).
+
+    Returns
+    -------
+    (datasets, frame_rate)
+        ``{split: FrameDataset}`` and the frames' rate (Hz).
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> from muselq_sb.dataio.manifest import write_task
+    >>> rows = [{"ID": "a", "path": "/a.wav", "duration": 1.0,
+    ...          "beats": "[[0.0, 1], [0.5, 2]]"}]
+    >>> d = write_task(tempfile.mkdtemp(), "toy", "beats", "beats", {"train": rows},
+    ...                classes=["none", "beat", "downbeat"], metrics=["beat_f"])
+    >>> cache = {"train": {"ids": ["a"], "embeddings": [torch.zeros(1, 2, 4, 3)],
+    ...                    "frame_rate": 4.0}}
+    >>> sets, rate = build_frame_datasets(d, {"type": "beats", "target": "beats"}, cache)
+    >>> sets["train"].targets[0].tolist(), rate
+    ([2, 0, 1, 0], 4.0)
+    """
+    rates = {split: data["frame_rate"] for split, data in splits.items()}
+    if len(set(rates.values())) != 1:
+        raise ValueError(f"the splits' frame rates differ: {rates}")
+    frame_rate = next(iter(rates.values()))
+    datasets = {}
+    for split, data in splits.items():
+        csv = Path(task_folder) / f"{split}.csv"
+        rows = read_manifest(csv)
+        references = encode_references(task, rows, csv)  # validates every row
+        position = {row["ID"]: i for i, row in enumerate(rows)}
+        kept = [references[position[i]] for i in data["ids"]]
+        targets = [frame_targets(task["type"], ref, x.shape[2], frame_rate)
+                   for ref, x in zip(kept, data["embeddings"])]
+        datasets[split] = FrameDataset(data["embeddings"], targets, kept)
+    return datasets, frame_rate
+
+
 def run_probe_experiment(
     hparams_file: str | Path,
     run_opts: Mapping,
@@ -169,18 +234,27 @@ def run_probe_experiment(
             hparams["task_name"], hparams["task_folder"], task["name"],
         )
     device = run_opts.get("device", "cpu")
-    splits = _extract_embeddings(hparams, device)
-    datasets, scaler = build_datasets(hparams["task_folder"], task, splits)
+    frame_level = task["type"] in FRAME_TASK_TYPES
+    splits = _extract_embeddings(hparams, device, frame_level)
+    loader_opts = {k: dict(hparams[f"{k}_dataloader_opts"]) for k in ("train", "valid")}
+    if frame_level:
+        datasets, frame_rate = build_frame_datasets(hparams["task_folder"], task, splits)
+        scaler, n_outputs, brain_class = {}, len(task["classes"]), FrameProbeBrain
+        for opts in loader_opts.values():
+            opts["collate_fn"] = FrameDataset.collate
+    else:
+        datasets, scaler = build_datasets(hparams["task_folder"], task, splits)
+        frame_rate, n_outputs = None, TaskTargets(task).num_outputs
+        brain_class = ProbeBrain
     train = datasets["train"]
     probe = hparams["probe"](
-        num_layers=train.num_layers, input_dim=train.input_dim,
-        n_outputs=TaskTargets(task).num_outputs,
+        num_layers=train.num_layers, input_dim=train.input_dim, n_outputs=n_outputs,
     )
     hparams["checkpointer"].add_recoverable("probe", probe)
-    brain = ProbeBrain(
+    brain = brain_class(
         modules={"probe": probe},
         opt_class=hparams["optimizer"],
-        hparams=dict(hparams, task=task),
+        hparams=dict(hparams, task=task, frame_rate=frame_rate),
         run_opts=dict(run_opts),
         checkpointer=hparams["checkpointer"],
     )
@@ -189,12 +263,12 @@ def run_probe_experiment(
     try:
         brain.fit(
             brain.hparams.epoch_counter, train, datasets["valid"],
-            train_loader_kwargs=hparams["train_dataloader_opts"],
-            valid_loader_kwargs=hparams["valid_dataloader_opts"],
+            train_loader_kwargs=loader_opts["train"],
+            valid_loader_kwargs=loader_opts["valid"],
         )
         brain.evaluate(
             datasets["test"], max_key=brain.main_metric,
-            test_loader_kwargs=hparams["valid_dataloader_opts"],
+            test_loader_kwargs=loader_opts["valid"],
         )
     finally:
         torch.set_num_threads(threads)
@@ -218,6 +292,7 @@ def run_probe_experiment(
         "embeddings_reused": {s: d["reused"] for s, d in splits.items()},
         "embedding_shape": [train.num_layers, train.input_dim],
         "target_standardisation": scaler,
+        **({"frame_rate": frame_rate} if frame_level else {}),
     }
     atomic_write_text(
         Path(hparams["output_folder"]) / "results.json",

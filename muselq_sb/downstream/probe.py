@@ -127,3 +127,55 @@ class Probe(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (or regression outputs) [B, n_outputs] of ``x`` [B, L, d]."""
         return self.mlp(self.select(x.float()))
+
+
+class FrameProbe(nn.Module):
+    """A per-frame head: layer choice, then a linear layer or a small MLP.
+
+    The same weights classify every frame; nothing mixes frames, so a
+    frame's output depends only on its own hidden states.
+
+    Arguments
+    ---------
+    num_layers : int
+        Number of stacked layers of the cached frames.
+    input_dim : int
+        Frame feature size d.
+    n_outputs : int
+        Classes per frame.
+    layer : int or str
+        See :class:`LayerSelector`.
+    hidden_dim : int
+        Width of the hidden layer; 0 for a linear probe.
+    dropout : float
+        Dropout after the hidden layer.
+
+    Example
+    -------
+    >>> probe = FrameProbe(num_layers=3, input_dim=8, n_outputs=25, hidden_dim=0)
+    >>> probe(torch.randn(2, 50, 3, 8)).shape
+    torch.Size([2, 50, 25])
+    >>> sum(p.numel() for p in probe.parameters())  # 3 layer weights + 8 x 25 + 25
+    228
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        input_dim: int,
+        n_outputs: int,
+        layer: int | str = "weighted",
+        hidden_dim: int = 0,
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.select = LayerSelector(num_layers, layer)
+        self.head = nn.Linear(input_dim, n_outputs) if hidden_dim == 0 else nn.Sequential(
+            nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden_dim, n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, n_outputs] of frames ``x`` [B, T, L, d]."""
+        b, t, n_layers, d = x.shape
+        return self.head(self.select(x.float().reshape(b * t, n_layers, d))).view(b, t, -1)

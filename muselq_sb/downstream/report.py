@@ -1,8 +1,8 @@
 """Result tables (Markdown, CSV) and a bar plot, laid out like Table 3.
 
 The first table has the paper's columns (plus MTG mood/theme) with the
-paper's rows above ours; every other task (the demo tasks) goes to a second
-table with one column per metric (and ``<task> P@1`` for a task with
+paper's rows above ours; every other task (the demo tasks, the frame-level
+beat and chord tasks) goes to a second table with one column per metric (and ``<task> P@1`` for a task with
 same-key retrieval). Our cells are summaries over seeds (mean ± standard
 deviation, 95 % interval); a cell is marked as a win only when its interval
 lies above the intervals of every other row of ours
@@ -334,14 +334,17 @@ def write_report(
         "# Downstream results (frozen encoder, probe; test split)",
         "",
         "Paper rows: Table 3 of the paper. Ours: probe on our encoder and "
-        "baselines. GS = mir_eval weighted key score; EMO = R2.",
+        "baselines. GS = mir_eval weighted key score; EMO = R2. Frame-level "
+        "tasks: beat_f / downbeat_f = mir_eval beat F-measure (70 ms), cmlt / "
+        "amlt = continuity, majmin / root = weighted chord symbol recall.",
         "",
         legend(results),
         "",
         markdown_table(main, main_rows),
     ]
     if other:
-        text += ["", "## Other tasks (demo corpus)", "", markdown_table(other, other_rows)]
+        text += ["", "## Other tasks (demo corpus, frame-level tasks)", "",
+                 markdown_table(other, other_rows)]
     ran = [i for i, c in enumerate(main)
            if any(isinstance(v[i], Mapping) for v in main_rows.values())]
     text += ["", "## 95 % intervals", "",

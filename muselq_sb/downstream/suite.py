@@ -38,6 +38,7 @@ from muselq_sb.downstream.experiment import run_probe_experiment
 from muselq_sb.downstream.intervals import seed_summary
 from muselq_sb.downstream.report import RETRIEVAL_METRIC, write_report
 from muselq_sb.downstream.retrieval import evaluate_retrieval, retrieval_key
+from muselq_sb.downstream.frame_metrics import FRAME_TASK_TYPES
 from muselq_sb.downstream.targets import PROBE_TYPES
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def discover_tasks(
     """Prepared, probe-able task folders under ``tasks_root`` by task name.
 
     A folder counts when it (or a sub-folder, at any depth) holds a
-    ``task.json`` whose type is multiclass, multilabel or regression.
+    ``task.json`` whose type is multiclass, multilabel, regression, or
+    the frame-level beats or chords.
 
     Arguments
     ---------
@@ -79,7 +81,7 @@ def discover_tasks(
     found: dict[str, Path] = {}
     for task_json in sorted(Path(tasks_root).rglob("task.json")):
         info = json.loads(task_json.read_text(encoding="utf-8"))
-        if info.get("type") not in PROBE_TYPES:
+        if info.get("type") not in PROBE_TYPES + FRAME_TASK_TYPES:
             continue
         if info["name"] in found:
             raise ValueError(

@@ -15,7 +15,8 @@ the benchmarks all go through this module:
    every frame keeps at least half the overlap of context on both sides.
 3. :func:`select_layers` and :func:`pool_time`: which hidden states, and
    their mean / max / mean-and-std over the valid frames.
-4. :func:`embed`: the three in one call.
+4. :func:`embed`: the three in one call; :func:`frame_embed`, its
+   frame-level twin (no pooling; the log-mel at the encoder frame rate).
 
 Whole tracks. A SummaryMixing encoder sees the whole track in one pass: its
 global context is a mean, so memory grows linearly with the length. An
@@ -49,7 +50,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from muselq_sb.dataio.audio import window_bounds
-from muselq_sb.lobes.frontend import n_stacked_frames
+from muselq_sb.lobes.frontend import n_stacked_frames, stack_frames, stacked_lengths
 from muselq_sb.lobes.model import MusicModel
 from muselq_sb.utils.checkpoints import latest_checkpoint
 from muselq_sb.utils.hparams import (
@@ -509,3 +510,68 @@ def embed(
         return pool_time(mel[:, None].float(), lens, pooling)
     hidden, lens = hidden_states(model, wavs, wav_lens, **options)
     return pool_time(select_layers(hidden, layers, weights), lens, pooling)
+
+
+def frame_embed(
+    model: MusicModel,
+    wavs: torch.Tensor,
+    wav_lens: Optional[torch.Tensor] = None,
+    layers: Layers = "all",
+    **options,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame-level features of a batch at the encoder frame rate (25 Hz).
+
+    The frame-level probes' input: every frame of the chosen hidden states
+    (one pass for SummaryMixing encoders, stitched windows for attention,
+    as :func:`hidden_states` decides), or for ``layers="log_mel"`` the
+    mean and standard deviation of the normalised log-mel over the
+    ``stack`` mel frames of each encoder frame (the frame-level log-mel
+    baseline, aligned with the encoder's frames).
+
+    Arguments
+    ---------
+    model, wavs, wav_lens
+        As :func:`hidden_states`.
+    layers : int, list of int, "all" or "log_mel"
+        See :func:`select_layers`.
+    **options
+        ``mode``, ``window_seconds``, ``overlap_seconds``, ``window_batch``
+        and ``precision`` of :func:`hidden_states`.
+
+    Returns
+    -------
+    frames : torch.Tensor
+        [B, K, T, d] (one index: K = 1); ``log_mel``: [B, 1, T, 2 n_mels].
+    lens : torch.Tensor
+        Valid frames per example [B].
+
+    Example
+    -------
+    >>> from muselq_sb.lobes.branchformer import BranchformerEncoder
+    >>> model = MusicModel(BranchformerEncoder(
+    ...     2, d_model=16, nhead=2, kernel_size=3, csgu_linear_units=32), 16,
+    ...     subsampling_channels=16).eval()
+    >>> x, lens = frame_embed(model, torch.randn(1, 48000))
+    >>> x.shape, lens.tolist()
+    (torch.Size([1, 3, 51, 16]), [51])
+    >>> frame_embed(model, torch.randn(1, 48000), layers="log_mel")[0].shape
+    torch.Size([1, 1, 51, 256])
+    """
+    if layers == "log_mel":
+        device = next(model.parameters()).device
+        wavs = (wavs[None] if wavs.dim() == 1 else wavs).to(device)
+        wav_lens = torch.ones(len(wavs), device=device) if wav_lens is None else wav_lens
+        with torch.no_grad():
+            mel, mel_lens = model.features(wavs, wav_lens.to(device))
+        valid = (torch.arange(mel.shape[1], device=device)[None] < mel_lens[:, None])
+        mel = mel.float() * valid[..., None]
+        k, n_mels = model.stack, mel.shape[-1]
+        groups = stack_frames(mel, k).view(len(mel), -1, k, n_mels)
+        counts = stack_frames(valid[..., None].float(), k).sum(-1, keepdim=True)
+        mean = groups.sum(2) / counts.clamp(min=1)
+        var = ((groups - mean[:, :, None]) ** 2 * stack_frames(
+            valid[..., None].float(), k)[..., None]).sum(2) / counts.clamp(min=1)
+        return torch.cat([mean, var.sqrt()], -1)[:, None], stacked_lengths(mel_lens, k)
+    hidden, lens = hidden_states(model, wavs, wav_lens, **options)
+    selected = select_layers(hidden, layers)
+    return (selected[:, None] if selected.dim() == 3 else selected), lens

@@ -28,7 +28,7 @@ from muselq_sb.prepare.pretrain import source_cli
 
 DATASETS = ("music4all", "fma", "folder", "mtat", "mtg_jamendo", "giantsteps",
             "gtzan", "emomusic", "nsynth", "vocalset", "debian_music", "shards",
-            "demo")
+            "demo", "beats", "chords")
 #: Pre-training sources (one ``pretrain`` task folder) and their description.
 SOURCES = {"music4all": "Prepare Music4All for pre-training.",
            "fma": "Prepare FMA large/full for pre-training.",
@@ -66,7 +66,7 @@ def load_module(name: str) -> ModuleType | SimpleNamespace:
     >>> load_module("timit")
     Traceback (most recent call last):
     ...
-    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music, shards, demo
+    SystemExit: unknown dataset 'timit'; expected one of: music4all, fma, folder, mtat, mtg_jamendo, giantsteps, gtzan, emomusic, nsynth, vocalset, debian_music, shards, demo, beats, chords
     """
     if name not in DATASETS:
         raise SystemExit(

@@ -53,6 +53,10 @@ from muselq_sb.dataio.manifest import (
 logger = logging.getLogger(__name__)
 
 MAX_SKIPPED_PATHS = 1000
+#: Default train / valid / test shares of seeded splits (the demo corpus, the
+#: annotation folders): a large test share, so that each test split of the
+#: demo corpus has 100 items (enough to tell encoders apart).
+SPLIT_SHARES = (5, 1, 4)
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "resources" / "splits"
 
 
@@ -710,3 +714,35 @@ def run_cli(
     except PrepareError as err:
         raise PrepareExit(report_error(err)) from None
     return 0
+
+
+def split_items(rows: Sequence[dict], strata: str | None, seed: int, name: str,
+                shares: Sequence[int] = SPLIT_SHARES) -> dict[str, list[dict]]:
+    """Seeded train/valid/test split in ``shares``; stratified by ``strata``.
+
+    Items are ordered by stratum (randomly within it) and dealt in cycles of
+    ``sum(shares)`` (by default 10: 5 train, 1 valid, 4 test), so each class
+    of a full cycle of items or more reaches every split.
+
+    Example
+    -------
+    >>> rows = [{"ID": str(i), "label": "ab"[i % 2]} for i in range(20)]
+    >>> parts = split_items(rows, "label", 0, "toy", shares=(5, 1, 4))
+    >>> [len(parts[s]) for s in ("train", "valid", "test")]
+    [10, 2, 8]
+    """
+    if len(shares) != 3 or min(shares) < 1:
+        raise ValueError(f"split shares {tuple(shares)}: expected three positive "
+                         "integers (train, valid, test)")
+    rng = np.random.default_rng([seed, sum(map(ord, name))])
+    noise = rng.random(len(rows))
+    order = sorted(range(len(rows)), key=lambda i: (
+        str(rows[i][strata]) if strata else "", noise[i]))
+    n_train, n_valid, _ = shares
+    splits: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
+    for position, i in enumerate(order):
+        cycle = position % sum(shares)
+        split = ("train" if cycle < n_train else
+                 "valid" if cycle < n_train + n_valid else "test")
+        splits[split].append(rows[i])
+    return splits

@@ -32,15 +32,20 @@ import soundfile as sf
 from tqdm import tqdm
 
 from muselq_sb.dataio import demo_corpus as synth
+from muselq_sb.dataio.frame_labels import (
+    BEAT_CLASSES,
+    BEAT_METRICS,
+    CHORD_METRICS,
+    MAJMIN_CLASSES,
+    beats_cell,
+    chords_cell,
+)
 from muselq_sb.dataio.manifest import read_task, write_task
-from muselq_sb.prepare.common import TaskSpec, write_pretrain_task
+from muselq_sb.prepare.common import SPLIT_SHARES, TaskSpec, split_items, write_pretrain_task
 from muselq_sb.prepare.demo_plots import plot_demo_corpus
 from muselq_sb.prepare.folder import TrackListing, list_folder
 
 DEMO_VERSION = 1
-#: Default train / valid / test shares of the downstream tasks: a large test
-#: share, so that each test split has 100 items (enough to tell encoders apart).
-SPLIT_SHARES = (5, 1, 4)
 
 #: Task name -> (its spec, the clip family it is cut from, the clip label
 #: it takes its target from). Classes None: those present, naturally sorted.
@@ -65,45 +70,19 @@ TASKS: dict[str, tuple[TaskSpec, str, str]] = {
                   ("accuracy",)), "voice", "technique"),
         (TaskSpec("demo_vocal_singer", "multiclass", "label", None, ("accuracy",)),
          "voice", "singer"),
+        (TaskSpec("demo_beats", "beats", "beats", BEAT_CLASSES, BEAT_METRICS),
+         "music", "beats"),
+        (TaskSpec("demo_chords", "chords", "chords", MAJMIN_CLASSES, CHORD_METRICS),
+         "music", "chords"),
     )
 }
+#: How a frame-level task's annotation becomes its manifest cell.
+CELLS = {"beats": beats_cell, "chords": chords_cell}
 
 
 def _natural(text: str) -> list:
     """Sort key comparing runs of digits as numbers (``singer2 < singer10``)."""
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
-
-
-def split_items(rows: Sequence[dict], strata: str | None, seed: int, name: str,
-                shares: Sequence[int] = SPLIT_SHARES) -> dict[str, list[dict]]:
-    """Seeded train/valid/test split in ``shares``; stratified by ``strata``.
-
-    Items are ordered by stratum (randomly within it) and dealt in cycles of
-    ``sum(shares)`` (by default 10: 5 train, 1 valid, 4 test), so each class
-    of a full cycle of items or more reaches every split.
-
-    Example
-    -------
-    >>> rows = [{"ID": str(i), "label": "ab"[i % 2]} for i in range(20)]
-    >>> parts = split_items(rows, "label", 0, "toy", shares=(5, 1, 4))
-    >>> [len(parts[s]) for s in ("train", "valid", "test")]
-    [10, 2, 8]
-    """
-    if len(shares) != 3 or min(shares) < 1:
-        raise ValueError(f"split shares {tuple(shares)}: expected three positive "
-                         "integers (train, valid, test)")
-    rng = np.random.default_rng([seed, sum(map(ord, name))])
-    noise = rng.random(len(rows))
-    order = sorted(range(len(rows)), key=lambda i: (
-        str(rows[i][strata]) if strata else "", noise[i]))
-    n_train, n_valid, _ = shares
-    splits: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
-    for position, i in enumerate(order):
-        cycle = position % sum(shares)
-        split = ("train" if cycle < n_train else
-                 "valid" if cycle < n_train + n_valid else "test")
-        splits[split].append(rows[i])
-    return splits
 
 
 def _write_tasks(root: Path, items: list[dict], config: Mapping) -> None:
@@ -115,6 +94,8 @@ def _write_tasks(root: Path, items: list[dict], config: Mapping) -> None:
             row = {k: item[k] for k in base}
             if spec.task_type == "regression":
                 row.update({t: item[t] for t in spec.target})
+            elif spec.task_type in CELLS:
+                row[spec.target] = CELLS[spec.task_type](item[source])
             else:
                 row[spec.target] = item[source]
             rows.append(row)
@@ -219,8 +200,8 @@ def build_demo_corpus(
     >>> root = build_demo_corpus(tempfile.mkdtemp(), n_music=3, n_notes=2,
     ...                          n_voice=2, clip_seconds=1.0, workers=1,
     ...                          progress=False)
-    >>> sorted(p.name for p in (root / "tasks").iterdir())[:2]
-    ['demo_emotion', 'demo_genre']
+    >>> sorted(p.name for p in (root / "tasks").iterdir())[:3]
+    ['demo_beats', 'demo_chords', 'demo_emotion']
     """
     root = Path(root) if root is not None else default_demo_root()
     config = {"version": DEMO_VERSION, "seed": seed, "n_music": n_music,
