@@ -125,6 +125,22 @@ def test_heads_run_on_every_valid_frame_with_an_unmasked_weight():
     assert torch.allclose(both["logits"][rows], paper["logits"], atol=1e-6)
 
 
+def test_frozen_subsampling_gets_no_gradient():
+    """``freeze_subsampling``: a backward pass leaves the subsampling without
+    gradients while the encoder gets them."""
+    torch.manual_seed(0)
+    enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,
+                              csgu_linear_units=32)
+    ssl = BestRQModel(MusicModel(enc, 16, subsampling_channels=16),
+                      RandomProjectionQuantizer(cb_vocab=32), SpanMasker(),
+                      TokenHead(16, 32), MelHead(16, 512), freeze_subsampling=True)
+    out = ssl(torch.randn(2, 48000), torch.ones(2))
+    (out["logits"].sum() + out["mel_pred"].sum()).backward()
+    assert all(p.grad is None for p in ssl.model.subsampling.parameters())
+    assert all(p.grad is not None for p in ssl.model.encoder.parameters()
+               if p.requires_grad)
+
+
 def tiny_bestrq(domain="mel", stack=4):
     """A one-layer ``BestRQModel`` (the front-end's n_fft 2048, hop 240)."""
     enc = BranchformerEncoder(1, d_model=16, nhead=2, kernel_size=3,

@@ -41,6 +41,9 @@ class BestRQModel(nn.Module):
     unmasked_weight : float
         Weight of the loss on unmasked frames; when > 0 the heads run on
         every valid frame, else (BEST-RQ) on the masked frames only.
+    freeze_subsampling : bool
+        Keep the convolutional subsampling at its random initialisation
+        (its parameters get no gradient); an ablation of the front-end.
 
     Example
     -------
@@ -66,6 +69,7 @@ class BestRQModel(nn.Module):
         mel_head: MelHead,
         eval_mask_seed: int = 0,
         unmasked_weight: float = 0.0,
+        freeze_subsampling: bool = False,
     ) -> None:
         super().__init__()
         if quantizer.input_dim != model.target_dim:
@@ -80,6 +84,7 @@ class BestRQModel(nn.Module):
         self.token_head = token_head
         self.mel_head = mel_head
         self.unmasked_weight = unmasked_weight
+        model.subsampling.requires_grad_(not freeze_subsampling)
 
     def forward(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor
