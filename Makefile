@@ -1,4 +1,5 @@
-# Entry points of a fresh machine: `make demo` (pre-train a tiny brn_sum on
+# Entry points of a fresh machine: `make demo` (pre-train a tiny brn_sum, the
+# recommended recipe hparams/brn_sum_unmasked.yaml, on
 # the built-in demo corpus) and `make test` (the test suite, as CI runs it).
 #
 # Every package is installed at the exact version of requirements/lock.txt
@@ -27,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules muselq_sb tests
 
 demo: $(STAMP)
-	$(PY) recipes/pretrain/train.py hparams/brn_sum.yaml --size=tiny
+	$(PY) recipes/pretrain/train.py hparams/brn_sum_unmasked.yaml --size=tiny
 
 # Resolves every dependency of setup.py (all extras) for Linux, macOS and
 # Windows, Python 3.11+. Pins already in the lock are kept (a new dependency

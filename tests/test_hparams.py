@@ -96,3 +96,16 @@ def test_a_copied_hparams_tree_composes_the_same(tmp_path):
     for name in FILES:
         assert resolve_hparams(tmp_path / "hparams" / f"{name}.yaml", "size: tiny") \
             == resolve_hparams(HPARAMS / f"{name}.yaml", "size: tiny")
+
+
+def test_recommended_recipe_is_the_paper_recipe_plus_the_unmasked_loss():
+    """``brn_sum_unmasked.yaml`` is the paper's ``brn_sum.yaml`` with a
+    positive ``unmasked_weight``: every other value the same but the name
+    (and the paths made of it); the paper's file keeps masked frames only."""
+    paper = load_plain_hparams(HPARAMS / "brn_sum.yaml", "size: tiny")
+    ours = load_plain_hparams(HPARAMS / "brn_sum_unmasked.yaml", "size: tiny")
+    assert paper["unmasked_weight"] == 0.0 and ours["unmasked_weight"] > 0.0
+    assert set(paper) == set(ours)
+    differ = {k for k in paper
+              if repr(paper[k]) != repr(ours[k]).replace("brn_sum_unmasked", "brn_sum")}
+    assert differ == {"unmasked_weight", "ssl_model", "modules", "checkpointer"}
