@@ -108,7 +108,9 @@ def test_random_kills_then_resume(songs, tmp_path):
         assert exitcode == -signal.SIGKILL
         steps_at_kill.append(optimizer_steps(out) if latest(out) != "None" else 0)
     assert steps_at_kill == sorted(steps_at_kill)  # progress is never lost
-    assert len(steps_at_kill) >= 3 and 0 < steps_at_kill[-1] < STEPS
+    # at least one kill in the middle of training (on a fast machine the last
+    # one may land after the final step, during the closing validation)
+    assert len(steps_at_kill) >= 3 and any(0 < s < STEPS for s in steps_at_kill)
     expected = latest(out)
     assert run(out, songs) == 0
     assert loaded(out)[-1] == expected
