@@ -48,6 +48,11 @@ class MelHead(nn.Module):
         return self.linear(x)
 
 
+def _squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per frame, in float32: [N, D], [N, D] -> [N]."""
+    return (pred.float() - target.float()).pow(2).mean(-1)
+
+
 def masked_ssl_loss(
     logits: torch.Tensor,
     tokens: torch.Tensor,
@@ -58,10 +63,14 @@ def masked_ssl_loss(
     mse_weight: float = 1.0,
     predicted: torch.Tensor | None = None,
     unmasked_weight: float = 0.0,
+    pitch_pred: torch.Tensor | None = None,
+    pitch_target: torch.Tensor | None = None,
+    pitch_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """``L = ce_weight * CE + mse_weight * MSE`` on masked frames, plus
-    ``unmasked_weight`` times the same terms on unmasked frames (HuBERT's
-    weighting of masked and unmasked frames; 0 = BEST-RQ, masked only).
+    """``L = ce_weight * CE + mse_weight * MSE (+ pitch_weight * MSE of the
+    pitch target)`` on masked frames, plus ``unmasked_weight`` times the
+    same terms on unmasked frames (HuBERT's weighting of masked and unmasked
+    frames; 0 = BEST-RQ, masked only).
 
     Arguments
     ---------
@@ -83,13 +92,19 @@ def masked_ssl_loss(
         ``unmasked_weight`` > 0, every valid frame).
     unmasked_weight : float
         Weight of the terms on the predicted frames that were not masked.
+    pitch_pred, pitch_target : torch.Tensor, optional
+        [N, P] predicted and [B, T, P] target pitch frames
+        (``muselq_sb.nnet.pitch_target``); None = no pitch term.
+    pitch_weight : float
+        Weight of the pitch term.
 
     Returns
     -------
     dict
         ``loss``, ``ce``, ``mse`` (masked frames), ``ce_unmasked`` and
-        ``mse_unmasked`` (only when unmasked frames are predicted), ``acc``
-        (masked-token accuracy) and ``n_masked``; computed in float32.
+        ``mse_unmasked`` (only when unmasked frames are predicted), ``pitch``
+        and ``pitch_unmasked`` (with a pitch target), ``acc`` (masked-token
+        accuracy) and ``n_masked``; computed in float32.
 
     Example
     -------
@@ -121,16 +136,21 @@ def masked_ssl_loss(
         logits.reshape(-1, logits.shape[-1]), sel_tokens.reshape(-1),
         reduction="none",
     ).view(sel_tokens.shape).mean(-1)  # [N]
-    se = (mel_pred.float() - mel_target[predicted].float()).pow(2).mean(-1)
+    per_frame = {  # [N] each, with its weight
+        "ce": (ce, ce_weight),
+        "mse": (_squared_error(mel_pred, mel_target[predicted]), mse_weight),
+    }
+    if pitch_pred is not None:
+        per_frame["pitch"] = (
+            _squared_error(pitch_pred, pitch_target[predicted]), pitch_weight)
     masked = mask[predicted]  # [N], True on the masked frames
-    terms = {"ce": ce[masked].mean(), "mse": se[masked].mean()}
-    loss = ce_weight * terms["ce"] + mse_weight * terms["mse"]
-    if (~masked).any():
-        terms["ce_unmasked"] = ce[~masked].mean()
-        terms["mse_unmasked"] = se[~masked].mean()
-        loss = loss + unmasked_weight * (
-            ce_weight * terms["ce_unmasked"] + mse_weight * terms["mse_unmasked"]
-        )
+    terms, loss = {}, 0.0
+    for name, (values, weight) in per_frame.items():
+        terms[name] = values[masked].mean()
+        loss = loss + weight * terms[name]
+        if (~masked).any():
+            terms[f"{name}_unmasked"] = values[~masked].mean()
+            loss = loss + unmasked_weight * weight * terms[f"{name}_unmasked"]
     acc = (logits[masked].argmax(-1) == sel_tokens[masked]).float().mean()
     return {
         "loss": loss,

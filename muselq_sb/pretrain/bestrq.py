@@ -5,6 +5,8 @@ Authors
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -12,6 +14,7 @@ from muselq_sb.lobes.frontend import stacked_lengths
 from muselq_sb.lobes.model import MusicModel
 from muselq_sb.nnet.heads import MelHead, TokenHead
 from muselq_sb.nnet.masking import SpanMasker
+from muselq_sb.nnet.pitch_target import SemitoneSpectrum
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 
 
@@ -44,6 +47,12 @@ class BestRQModel(nn.Module):
     freeze_subsampling : bool
         Keep the convolutional subsampling at its random initialisation
         (its parameters get no gradient); an ablation of the front-end.
+    pitch_target : SemitoneSpectrum, optional
+        A pitch-aware target computed from the waveform (one row per
+        encoder frame), predicted by ``pitch_head`` on the same frames as
+        the other heads; None = none (BEST-RQ).
+    pitch_head : nn.Module, optional
+        [N, d_model] -> [N, pitch_target.n_bins]; given with ``pitch_target``.
 
     Example
     -------
@@ -70,6 +79,8 @@ class BestRQModel(nn.Module):
         eval_mask_seed: int = 0,
         unmasked_weight: float = 0.0,
         freeze_subsampling: bool = False,
+        pitch_target: Optional[SemitoneSpectrum] = None,
+        pitch_head: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         if quantizer.input_dim != model.target_dim:
@@ -84,6 +95,12 @@ class BestRQModel(nn.Module):
         self.token_head = token_head
         self.mel_head = mel_head
         self.unmasked_weight = unmasked_weight
+        if (pitch_target is None) != (pitch_head is None):
+            raise ValueError(
+                "BestRQModel: pitch_target and pitch_head go together (both "
+                "set, or both null)")
+        self.pitch_target = pitch_target
+        self.pitch_head = pitch_head
         model.subsampling.requires_grad_(not freeze_subsampling)
 
     def forward(
@@ -100,7 +117,8 @@ class BestRQModel(nn.Module):
             on: the masked ones, or every valid one when
             ``unmasked_weight`` > 0) and the heads' outputs for those N
             frames (in ``predicted`` order): ``logits`` [N, G, V] and
-            ``mel_pred`` [N, n_mels * stack].
+            ``mel_pred`` [N, n_mels * stack]; with a pitch target also
+            ``pitch_target`` [B, T, n_bins] and ``pitch_pred`` [N, n_bins].
         """
         mel, lens = self.model.features(wavs, wav_lens)
         targets = self.model.targets(mel)
@@ -121,7 +139,7 @@ class BestRQModel(nn.Module):
         if self.unmasked_weight > 0:
             predicted = torch.arange(mask.shape[1], device=mask.device) < lens25[:, None]
         picked = last[predicted]  # the heads only run where the loss looks
-        return {
+        out = {
             "logits": self.token_head(picked[None])[0],
             "tokens": tokens,
             "mel_pred": self.mel_head(picked),
@@ -130,3 +148,7 @@ class BestRQModel(nn.Module):
             "predicted": predicted,
             "lens": lens25,
         }
+        if self.pitch_target is not None:
+            out["pitch_target"] = self.pitch_target(wavs)[:, : targets.shape[1]]
+            out["pitch_pred"] = self.pitch_head(picked)
+        return out

@@ -157,6 +157,9 @@ class BestRQBrain(sb.Brain):
             mse_weight=self.hparams.mse_weight,
             predicted=predictions["predicted"],
             unmasked_weight=self.hparams.unmasked_weight,
+            pitch_pred=predictions.get("pitch_pred"),
+            pitch_target=predictions.get("pitch_target"),
+            pitch_weight=self.hparams.pitch_weight,
         )
         self.last_out, self.last_losses = predictions, losses
         if getattr(batch, "placeholder", False):

@@ -67,7 +67,8 @@ class SSLStats:
     ) -> None:
         """Adds one batch's outputs and losses."""
         self.n += 1
-        for key in ("loss", "ce", "mse", "acc", "ce_unmasked", "mse_unmasked"):
+        for key in ("loss", "ce", "mse", "acc", "ce_unmasked", "mse_unmasked",
+                    "pitch", "pitch_unmasked"):
             if key in losses:
                 self.sums[key] = self.sums.get(key, 0.0) + float(losses[key])
         tokens, mask = out["tokens"][..., 0], out["mask"]
