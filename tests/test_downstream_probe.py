@@ -134,14 +134,40 @@ def test_a_checkpoint_is_saved_only_at_a_new_best_and_only_the_best_is_kept(tmp_
     brain.fit(brain.hparams.epoch_counter, train, valid,
               train_loader_kwargs={"batch_size": 16, "shuffle": True},
               valid_loader_kwargs={"batch_size": 16})
-    assert len(scores) == 25 and 1 <= len(saved) < 25
-    saved_scores = [m["accuracy"] for m in saved]
+    assert len(scores) == 25 and 2 <= len(saved) < 26
+    assert saved[-1] == {"epoch": 25}  # the finished state, after training
+    saved_scores = [m["accuracy"] for m in saved[:-1]]
     assert saved_scores == sorted(set(saved_scores))  # each save a new best
     assert saved_scores[-1] == max(scores)
     kept = list((tmp_path / "save").glob("CKPT+*"))
-    assert len(kept) == 1
-    assert brain.checkpointer.find_checkpoint(max_key="accuracy").meta.items() >= saved[-1].items()
+    assert len(kept) == 2  # the best and the finished state
+    assert brain.checkpointer.find_checkpoint(max_key="accuracy").meta.items() >= saved[-2].items()
     # SpeechBrain appends to its default importance_keys list when it is not
     # passed: the list (shared by every later call) must stay empty
     default = inspect.signature(Checkpointer.save_and_keep_only).parameters
     assert default["importance_keys"].default == []
+
+
+def test_a_finished_probe_started_again_trains_no_further(tmp_path):
+    """A suite run again in the same folder: each probe recovers its
+    finished state, trains no epoch and tests the same best checkpoint."""
+    gen = torch.Generator().manual_seed(3)
+    task = {"name": "toy", "type": "multiclass", "classes": ["0", "1", "2"],
+            "metrics": ["accuracy"]}
+    centres = 0.7 * torch.randn(3, 8, generator=gen)
+    train = WindowDataset(*separable_split(60, centres, gen))
+    valid = WindowDataset(*separable_split(30, centres, gen))
+    loaders = dict(train_loader_kwargs={"batch_size": 16, "shuffle": True},
+                   valid_loader_kwargs={"batch_size": 16})
+    results = []
+    for run in range(2):
+        torch.manual_seed(run)  # the second run starts from other weights
+        brain = make_brain(tmp_path, task, Probe(3, 8, 3, layer="weighted", hidden_dim=16),
+                           epochs=20, patience=20)
+        scores, update = [], brain.hparams.epoch_counter.update_metric
+        brain.hparams.epoch_counter.update_metric = lambda s: (scores.append(s), update(s))[1]
+        brain.fit(brain.hparams.epoch_counter, train, valid, **loaders)
+        brain.evaluate(valid, max_key="accuracy", test_loader_kwargs={"batch_size": 16})
+        results.append((len(scores), brain.test_stats))
+    assert results[0][0] == 20 and results[1][0] == 0
+    assert results[1][1] == results[0][1]

@@ -97,7 +97,10 @@ class ProbeBrain(sb.Brain):
     the valid loss) and ``train_logger``. A checkpoint is saved only when
     the main metric beats the best saved one (a tie keeps the earlier
     epoch), and only the best is kept: it is the one the test uses
-    (``evaluate(max_key=...)``) and the one a resumed run restarts from.
+    (``evaluate(max_key=...)``) and the one an interrupted run restarts
+    from. When training ends, the finished state (the spent or stopped
+    epoch counter) is saved beside it, so a run started again in the same
+    folder trains no further and tests the same probe.
 
     Example
     -------
@@ -150,6 +153,17 @@ class ProbeBrain(sb.Brain):
         """The task's metrics on what the stage's batches collected."""
         logits, targets = self.accumulator.clip_level()
         return compute_metrics(self.hparams.task, logits, targets)
+
+    def fit(self, *args, **kwargs) -> None:
+        """``Brain.fit``, then the finished state saved (see the class)."""
+        super().fit(*args, **kwargs)
+        if self.checkpointer is not None:
+            self.checkpointer.save_and_keep_only(
+                meta={"epoch": int(self.hparams.epoch_counter.current)},
+                max_keys=[self.main_metric],
+                keep_recent=True,
+                importance_keys=[],
+            )
 
     def _best_saved_score(self) -> float:
         """Main metric of the best checkpoint (-inf before the first)."""
