@@ -10,7 +10,7 @@ from muselq_sb.lobes.branchformer import BranchformerEncoder
 from muselq_sb.lobes.model import MusicModel
 from muselq_sb.nnet.heads import MelHead, TokenHead, masked_ssl_loss
 from muselq_sb.nnet.masking import SpanMasker
-from muselq_sb.nnet.pitch_target import SemitoneSpectrum, semitone_filterbank
+from muselq_sb.lobes.pitch_target import SemitoneSpectrum, semitone_filterbank
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 from muselq_sb.pretrain.bestrq import BestRQModel
 from muselq_sb.utils.hparams import load_hparams, load_plain_hparams

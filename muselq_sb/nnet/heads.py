@@ -94,7 +94,7 @@ def masked_ssl_loss(
         Weight of the terms on the predicted frames that were not masked.
     pitch_pred, pitch_target : torch.Tensor, optional
         [N, P] predicted and [B, T, P] target pitch frames
-        (``muselq_sb.nnet.pitch_target``); None = no pitch term.
+        (``muselq_sb.lobes.pitch_target``); None = no pitch term.
     pitch_weight : float
         Weight of the pitch term.
 

@@ -14,7 +14,7 @@ from muselq_sb.lobes.frontend import stacked_lengths
 from muselq_sb.lobes.model import MusicModel
 from muselq_sb.nnet.heads import MelHead, TokenHead
 from muselq_sb.nnet.masking import SpanMasker
-from muselq_sb.nnet.pitch_target import SemitoneSpectrum
+from muselq_sb.lobes.pitch_target import SemitoneSpectrum
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 
 
