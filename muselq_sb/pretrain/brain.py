@@ -78,6 +78,23 @@ class BestRQBrain(sb.Brain):
         super().fit(epoch_counter, train_set, valid_set, progressbar,
                     valid_loader_kwargs=valid_loader_kwargs or {})
 
+    def make_dataloader(
+        self, dataset: Any, stage: sb.Stage, ckpt_prefix: str = "dataloader-",
+        **loader_kwargs: Any,
+    ) -> DataLoader:
+        """As ``Brain.make_dataloader``; outside DDP, SpeechBrain does not
+        register a training ``batch_sampler`` (the file path's
+        ``DynamicBatchSampler``) as ``train_sampler``, so its ``set_epoch``
+        was never called and every epoch after the first drew the same
+        batches in the same order. Registered here, each epoch draws its
+        own, reproducibly (seed + epoch), resumed runs included."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        sampler = loader_kwargs.get("batch_sampler")
+        if (stage == sb.Stage.TRAIN and self.train_sampler is None
+                and hasattr(sampler, "set_epoch")):
+            self.train_sampler = sampler
+        return loader
+
     def on_fit_start(self) -> None:
         """Builds optimizers, recovers, restores the scheduled lr, and
         computes the input statistics unless the checkpoint has them."""
