@@ -3,7 +3,7 @@
 SpeechBrain calls ``set_epoch`` only on a registered ``train_sampler``, and
 outside DDP it does not register a ``batch_sampler``; the
 ``DynamicBatchSampler`` then served the same batches in the same order in
-every epoch after the first. ``BestRQBrain.make_dataloader`` registers it.
+every epoch. ``BestRQBrain.make_dataloader`` registers it.
 """
 import speechbrain as sb
 

@@ -85,7 +85,7 @@ class BestRQBrain(sb.Brain):
         """As ``Brain.make_dataloader``; outside DDP, SpeechBrain does not
         register a training ``batch_sampler`` (the file path's
         ``DynamicBatchSampler``) as ``train_sampler``, so its ``set_epoch``
-        was never called and every epoch after the first drew the same
+        was never called and every epoch drew the same
         batches in the same order. Registered here, each epoch draws its
         own, reproducibly (seed + epoch), resumed runs included."""
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
