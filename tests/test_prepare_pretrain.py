@@ -246,3 +246,24 @@ def test_demo_source(tmp_path):
                    "demo_note_note_0000.wav-0002",
                    "demo_voice_voice_0000.wav-0000", "demo_voice_voice_0000.wav-0001",
                    "demo_voice_voice_0000.wav-0002"]
+
+
+def test_recipe_keeps_a_demo_corpus_built_with_other_sizes(tmp_path):
+    """``--demo_folder`` at a corpus the CLI built bigger: trained on as it
+    is, never deleted and rebuilt with the default sizes; another seed there
+    is an error naming the folder."""
+    from muselq_sb.prepare.demo import build_demo_corpus
+    from muselq_sb.pretrain.data import prepare_data
+
+    root = build_demo_corpus(tmp_path / "demo", seed=1, n_music=3, n_notes=2, n_voice=2,
+                             clip_seconds=1.0, workers=1, progress=False)
+    before = sorted(p.name for p in (root / "audio").rglob("*.wav"))
+    hp = {"data_sources": None, "data_folder": None, "demo_folder": str(root),
+          "demo_seed": 1, "prepare_folder": str(tmp_path / "prep"),
+          "segment_seconds": 10.0, "valid_fraction": 0.0, "seed": 0}
+    folder = prepare_data(hp)
+    assert sorted(p.name for p in (root / "audio").rglob("*.wav")) == before
+    assert len(_all_rows(folder)) == len(before) == 7
+    with pytest.raises(ValueError, match=f"demo_folder {root}: .*seed 1.*not seed 0"):
+        prepare_data({**hp, "demo_seed": 0, "prepare_folder": str(tmp_path / "prep0")})
+    assert sorted(p.name for p in (root / "audio").rglob("*.wav")) == before

@@ -232,6 +232,50 @@ def build_demo_corpus(
     return root
 
 
+def ensure_demo_corpus(root: str | os.PathLike, seed: int = 0) -> Path:
+    """The demo corpus of ``seed`` at ``root``, whatever its clip counts.
+
+    A corpus already built there by the command line with other sizes
+    (``--n-music 1000``...) is used as it is. A corpus of another seed or
+    version is rebuilt only in the default cache folder; anywhere else it is
+    an error, so that a folder the user built is never deleted. Nothing
+    there: the default corpus is built.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder, the seed or version found and the one asked for.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = build_demo_corpus(tempfile.mkdtemp(), seed=3, n_music=2, n_notes=1,
+    ...                          n_voice=1, clip_seconds=1.0, workers=1,
+    ...                          progress=False)
+    >>> ensure_demo_corpus(root, seed=3) == root
+    True
+    >>> ensure_demo_corpus(root, seed=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: demo_folder ...: holds the demo corpus of seed 3 (version 1), not seed 0 (version 1); point demo_folder elsewhere or set demo_seed: 3
+    """
+    root = Path(root)
+    try:
+        found = read_task(root / "pretrain").get("demo_config")
+    except (ValueError, OSError):  # nothing built there (or half): build
+        found = None
+    if found is not None:
+        if found.get("seed") == seed and found.get("version") == DEMO_VERSION:
+            return root
+        if root.resolve() != default_demo_root().resolve():
+            raise ValueError(
+                f"demo_folder {root}: holds the demo corpus of seed {found.get('seed')} "
+                f"(version {found.get('version')}), not seed {seed} (version "
+                f"{DEMO_VERSION}); point demo_folder elsewhere or set demo_seed: "
+                f"{found.get('seed')}")
+    return build_demo_corpus(root, seed=seed)
+
+
 def list_demo(path: str | os.PathLike) -> TrackListing:
     """The clips of the demo corpus at ``path`` (a pre-training source).
 

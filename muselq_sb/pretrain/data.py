@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from muselq_sb.dataio.audio import audio_pipeline
 from muselq_sb.dataio.batching import CountBatcher, DurationBatcher, SkipEmptyCollate
-from muselq_sb.prepare.demo import build_demo_corpus, default_demo_root
+from muselq_sb.prepare.demo import default_demo_root, ensure_demo_corpus
 from muselq_sb.dataio.shards import (
     Shard, ShardCollate, ShardLoader, ShardStream, find_shards,
 )
@@ -147,7 +147,7 @@ def prepare_data(hparams: Mapping[str, Any]) -> Optional[Path]:
     sources = check_data_paths(hparams)
     for source in sources:
         if source["type"] == "demo":
-            build_demo_corpus(source["path"], seed=hparams["demo_seed"])
+            ensure_demo_corpus(source["path"], seed=hparams["demo_seed"])
     return prepare_pretrain(
         sources,
         hparams["prepare_folder"],
