@@ -5,10 +5,9 @@ import pytest
 import torch
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
 from speechbrain.utils.checkpoints import Checkpointer
-from speechbrain.utils.epoch_loop import EpochCounterWithStopper
 from speechbrain.utils.train_logger import FileTrainLogger
 
-from muselq_sb.downstream.brain import ProbeBrain, WindowDataset
+from muselq_sb.downstream.brain import ProbeBrain, StoppingEpochCounter, WindowDataset
 from muselq_sb.downstream.probe import LayerSelector, Probe
 
 
@@ -59,7 +58,7 @@ def separable_split(n_items, centres, generator, layers=3, windows=2):
 
 
 def make_brain(tmp_path, task, probe, epochs=15, patience=15):
-    counter = EpochCounterWithStopper(epochs, patience, 0, "max")
+    counter = StoppingEpochCounter(epochs, patience, 0, "max")
     return ProbeBrain(
         modules={"probe": probe},
         opt_class=lambda params: torch.optim.Adam(params, lr=0.01),
@@ -171,3 +170,28 @@ def test_a_finished_probe_started_again_trains_no_further(tmp_path):
         results.append((len(scores), brain.test_stats))
     assert results[0][0] == 20 and results[1][0] == 0
     assert results[1][1] == results[0][1]
+
+
+def test_an_early_stopped_probe_started_again_stays_stopped(tmp_path):
+    """SpeechBrain's own counter saves only the epoch: started again, a probe
+    that stopped early forgot its best score and trained on."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 1, 2, 4, generator=gen)
+    y = torch.stack([x[:, 0, 0, 0], -x[:, 0, 0, 1]], 1)
+    task = {"name": "emo", "type": "regression", "target": ["arousal", "valence"],
+            "metrics": ["r2_arousal", "r2_valence"]}
+    data = WindowDataset(list(x), y, [str(i) for i in range(60)])
+    results = []
+    for run in range(2):
+        torch.manual_seed(run)
+        brain = make_brain(tmp_path, task, Probe(2, 4, 2, layer=0, hidden_dim=32),
+                           epochs=200, patience=3)
+        brain.fit(brain.hparams.epoch_counter, data, data,
+                  train_loader_kwargs={"batch_size": 10, "shuffle": True},
+                  valid_loader_kwargs={"batch_size": 10})
+        counter = brain.hparams.epoch_counter
+        trained = (counter.current, counter.should_stop)
+        brain.evaluate(data, max_key="r2", test_loader_kwargs={"batch_size": 10})
+        results.append((*trained, brain.test_stats))
+    assert results[0][1] and results[0][0] < 200  # it did stop early
+    assert results[1] == results[0]

@@ -14,6 +14,11 @@ from typing import Mapping, Sequence
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+import yaml
+from speechbrain.utils.checkpoints import (
+    mark_as_loader, mark_as_saver, mark_as_transfer, register_checkpoint_hooks,
+)
+from speechbrain.utils.epoch_loop import EpochCounterWithStopper
 
 from muselq_sb.downstream.metrics import LogitAccumulator, compute_metrics, main_metric
 
@@ -87,12 +92,60 @@ class WindowDataset(torch.utils.data.Dataset):
         }
 
 
+@register_checkpoint_hooks
+class StoppingEpochCounter(EpochCounterWithStopper):
+    """SpeechBrain's ``EpochCounterWithStopper`` whose early-stopping state
+    survives a checkpoint.
+
+    In SpeechBrain 1.1 that class is not registered for checkpoints of its
+    own, so only the epoch number is saved: a probe that stopped early and
+    is started again in its folder forgets its best score and that it
+    stopped, trains up to ``limit_to_stop`` more epochs from its last
+    weights, and the test can move to a new "best" checkpoint. This counter
+    saves and recovers the epoch, the best epoch and score, and whether it
+    has stopped (a bare epoch number, from a folder written before, is read
+    as the epoch).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "counter.ckpt")
+    >>> counter = StoppingEpochCounter(10, 1, 0, "max")
+    >>> for epoch in counter:
+    ...     counter.update_metric(1.0 if epoch == 1 else 0.5)
+    >>> counter.current, counter.should_stop
+    (2, True)
+    >>> counter._save(path)
+    >>> again = StoppingEpochCounter(10, 1, 0, "max")
+    >>> again._recover(path)
+    >>> again.best_score, list(again)
+    (1.0, [])
+    """
+
+    @mark_as_saver
+    def _save(self, path) -> None:
+        super()._save(path)
+
+    @mark_as_loader
+    @mark_as_transfer
+    def _recover(self, path, end_of_epoch: bool = True, device=None) -> None:
+        with open(path, encoding="utf-8") as fi:
+            saved = yaml.safe_load(fi)
+        if not isinstance(saved, dict):  # EpochCounter's format: the epoch
+            saved = {"current_epoch": int(saved), "best_epoch": self.best_limit,
+                     "best_score": self.best_score}
+        self.current = saved["current_epoch"] - (0 if end_of_epoch else 1)
+        self.best_limit = saved["best_epoch"]
+        self.best_score = saved["best_score"]
+        self.should_stop = end_of_epoch and bool(saved.get("should_stop", False))
+
+
 class ProbeBrain(sb.Brain):
     """Trains ``modules.probe`` on :class:`WindowDataset` batches.
 
     Needs in hparams: ``task`` (the task.json dict), ``main_metric``
     (None for the task default), ``epoch_counter`` (an
-    ``EpochCounterWithStopper`` maximising the main metric),
+    ``StoppingEpochCounter`` maximising the main metric),
     ``lr_annealing`` (``speechbrain.nnet.schedulers.ReduceLROnPlateau`` on
     the valid loss) and ``train_logger``. A checkpoint is saved only when
     the main metric beats the best saved one (a tie keeps the earlier
