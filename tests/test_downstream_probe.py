@@ -92,19 +92,26 @@ def test_probe_learns_a_separable_task_far_above_chance(tmp_path):
     assert weights.argmax().item() == 1
 
 
-def test_early_stopping_and_regression_targets(tmp_path):
+def fit_regression(tmp_path, torch_seed):
+    """A regression probe (targets linear in layer 0), early stopping with
+    patience 3, trained in ``tmp_path``."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(60, 1, 2, 4, generator=gen)
     y = torch.stack([x[:, 0, 0, 0], -x[:, 0, 0, 1]], 1)  # linear in layer 0
     task = {"name": "emo", "type": "regression", "target": ["arousal", "valence"],
             "metrics": ["r2_arousal", "r2_valence"]}
     data = WindowDataset(list(x), y, [str(i) for i in range(60)])
-    torch.manual_seed(0)
+    torch.manual_seed(torch_seed)
     brain = make_brain(tmp_path, task, Probe(2, 4, 2, layer=0, hidden_dim=32),
                        epochs=200, patience=3)
     brain.fit(brain.hparams.epoch_counter, data, data,
               train_loader_kwargs={"batch_size": 10, "shuffle": True},
               valid_loader_kwargs={"batch_size": 10})
+    return brain, data
+
+
+def test_early_stopping_and_regression_targets(tmp_path):
+    brain, data = fit_regression(tmp_path, 0)
     counter = brain.hparams.epoch_counter
     assert counter.should_stop and counter.current < 200
     brain.evaluate(data, max_key="r2", test_loader_kwargs={"batch_size": 10})
@@ -175,20 +182,9 @@ def test_a_finished_probe_started_again_trains_no_further(tmp_path):
 def test_an_early_stopped_probe_started_again_stays_stopped(tmp_path):
     """SpeechBrain's own counter saves only the epoch: started again, a probe
     that stopped early forgot its best score and trained on."""
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(60, 1, 2, 4, generator=gen)
-    y = torch.stack([x[:, 0, 0, 0], -x[:, 0, 0, 1]], 1)
-    task = {"name": "emo", "type": "regression", "target": ["arousal", "valence"],
-            "metrics": ["r2_arousal", "r2_valence"]}
-    data = WindowDataset(list(x), y, [str(i) for i in range(60)])
     results = []
-    for run in range(2):
-        torch.manual_seed(run)
-        brain = make_brain(tmp_path, task, Probe(2, 4, 2, layer=0, hidden_dim=32),
-                           epochs=200, patience=3)
-        brain.fit(brain.hparams.epoch_counter, data, data,
-                  train_loader_kwargs={"batch_size": 10, "shuffle": True},
-                  valid_loader_kwargs={"batch_size": 10})
+    for run in range(2):  # the second run starts from other weights
+        brain, data = fit_regression(tmp_path, run)
         counter = brain.hparams.epoch_counter
         trained = (counter.current, counter.should_stop)
         brain.evaluate(data, max_key="r2", test_loader_kwargs={"batch_size": 10})
