@@ -124,6 +124,7 @@ class StoppingEpochCounter(EpochCounterWithStopper):
 
     @mark_as_saver
     def _save(self, path) -> None:
+        # the parent's dict writer, registered here: SpeechBrain never calls it
         super()._save(path)
 
     @mark_as_loader
