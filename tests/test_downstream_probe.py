@@ -47,6 +47,22 @@ def test_probe_architecture_is_the_papers():
     assert probe(torch.randn(7, 3, 16)).shape == (7, 5)
 
 
+def test_a_standardized_probe_sees_every_layer_at_the_same_scale():
+    """Scaling and shifting each layer of the training embeddings (and of
+    the input) leaves a standardised probe's output unchanged."""
+    x = torch.randn(50, 3, 8)
+    scale, shift = torch.tensor([0.01, 1.0, 300.0]).view(1, 3, 1), torch.randn(1, 3, 8) * 20
+    outputs = []
+    for inputs in (x, x * scale + shift):
+        torch.manual_seed(0)
+        probe = Probe(num_layers=3, input_dim=8, n_outputs=4, standardize=True).eval()
+        probe.fit_standardizer(inputs)
+        outputs.append(probe(inputs[:5]))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-4)
+    with pytest.raises(ValueError, match="standardize=False"):
+        Probe(num_layers=3, input_dim=8, n_outputs=4).fit_standardizer(x)
+
+
 def separable_split(n_items, centres, generator, layers=3, windows=2):
     """Class information lives in layer 1 only; other layers are noise."""
     n_classes, dim = centres.shape

@@ -280,6 +280,27 @@ def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
     assert (out / "embeddings" / "test.pt").is_file()
 
 
+def test_standardize_uses_the_training_split_statistics(suite_run, tmp_path):
+    _, _, tasks = suite_run
+    run = make_run(tmp_path)
+    out = tmp_path / "probe"
+    cmd = [sys.executable, str(REPO / "recipes" / "downstream" / "train.py"),
+           str(REPO / "hparams" / "downstream" / "demo_genre.yaml"),
+           f"--task_folder={tasks / 'demo' / 'demo_genre'}", f"--encoder={run}",
+           f"--output_folder={out}", "--hidden_dim=16", "--number_of_epochs=1",
+           "--standardize=True", "--device=cpu", "--noprogressbar"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = torch.cat([e.float() for e in torch.load(out / "embeddings" / "train.pt")["embeddings"]])
+    ckpts = list((out / "save").glob("CKPT*/probe.ckpt"))
+    assert ckpts
+    for ckpt in ckpts:
+        state = torch.load(ckpt)
+        assert torch.allclose(state["normalizer.mean"], train.mean(0).flatten(), atol=1e-4)
+        assert torch.allclose(state["normalizer.std"], train.std(0, unbiased=False).flatten(),
+                              atol=1e-3)
+
+
 def test_several_encoders_share_one_table(suite_run, tmp_path):
     """An ablation: named checkpoints are rows of one table; the same
     encoder and seed give the same numbers under any name."""

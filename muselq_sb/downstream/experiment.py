@@ -29,6 +29,7 @@ from muselq_sb.downstream.cache import (
 from muselq_sb.downstream.frame_brain import FrameDataset, FrameProbeBrain
 from muselq_sb.downstream.frame_metrics import FRAME_TASK_TYPES
 from muselq_sb.downstream.frame_targets import encode_references, frame_targets
+from muselq_sb.downstream.probe import Probe
 from muselq_sb.downstream.targets import TaskTargets, item_groups
 from muselq_sb.utils.hparams import load_hparams, save_hparams
 
@@ -250,6 +251,8 @@ def run_probe_experiment(
     probe = hparams["probe"](
         num_layers=train.num_layers, input_dim=train.input_dim, n_outputs=n_outputs,
     )
+    if isinstance(probe, Probe) and probe.standardize:
+        probe.fit_standardizer(train.windows)
     hparams["checkpointer"].add_recoverable("probe", probe)
     brain = brain_class(
         modules={"probe": probe},

@@ -10,6 +10,8 @@ from typing import Optional, Type
 import torch
 from torch import nn
 
+from muselq_sb.lobes.frontend import FeatureNormalizer
+
 LAYER_MODES = ("mean", "weighted")
 
 
@@ -81,6 +83,12 @@ class LayerSelector(nn.Module):
 class Probe(nn.Module):
     """The paper's probe: layer choice, Linear(d, 512), ReLU, dropout, Linear.
 
+    With ``standardize``, every dimension of every layer is first brought to
+    zero mean and unit variance with statistics of the training split
+    (``fit_standardizer``; HEAR's and s3prl's probes do the same), so that
+    layers of very different scales weigh alike in the layer mix and the
+    probe's learning rate means the same for every encoder.
+
     Arguments
     ---------
     num_layers : int
@@ -97,12 +105,19 @@ class Probe(nn.Module):
         Dropout after the hidden layer (paper: 0.25).
     activation : type
         Hidden activation class.
+    standardize : bool
+        Standardise the input with the statistics given to
+        ``fit_standardizer`` (saved with the probe).
 
     Example
     -------
     >>> probe = Probe(num_layers=5, input_dim=16, n_outputs=10, layer=2)
     >>> probe(torch.randn(4, 5, 16)).shape
     torch.Size([4, 10])
+    >>> probe = Probe(5, 16, 10, standardize=True)
+    >>> probe.fit_standardizer(torch.randn(100, 5, 16) * 50 + 3)
+    >>> (probe.normalizer.std / 50).mean().round().item()
+    1.0
     """
 
     def __init__(
@@ -114,8 +129,10 @@ class Probe(nn.Module):
         hidden_dim: int = 512,
         dropout: float = 0.25,
         activation: Type[nn.Module] = nn.ReLU,
+        standardize: bool = False,
     ) -> None:
         super().__init__()
+        self.normalizer = FeatureNormalizer(num_layers * input_dim) if standardize else None
         self.select = LayerSelector(num_layers, layer)
         self.mlp = nn.Sequential(
             nn.Linear(input_dim, hidden_dim),
@@ -124,9 +141,26 @@ class Probe(nn.Module):
             nn.Linear(hidden_dim, n_outputs),
         )
 
+    @property
+    def standardize(self) -> bool:
+        """Whether the input is standardised (see ``fit_standardizer``)."""
+        return self.normalizer is not None
+
+    def fit_standardizer(self, train: torch.Tensor) -> None:
+        """Sets the per-layer, per-dimension mean and std from the training
+        embeddings ``train`` [N, L, d]."""
+        if self.normalizer is None:
+            raise ValueError("this probe was built with standardize=False")
+        self.normalizer.update(train.float().reshape(1, len(train), -1), torch.tensor([len(train)]))
+        self.normalizer.freeze()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (or regression outputs) [B, n_outputs] of ``x`` [B, L, d]."""
-        return self.mlp(self.select(x.float()))
+        x = x.float()
+        if self.normalizer is not None:
+            b = x.shape[0]
+            x = self.normalizer(x.reshape(1, b, -1), torch.tensor([b])).view_as(x)
+        return self.mlp(self.select(x))
 
 
 class FrameProbe(nn.Module):
