@@ -260,19 +260,23 @@ def test_results_tables_have_paper_and_our_rows(suite_run):
     assert "| ours: random init |" not in versus_part
 
 
-def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
-    _, _, tasks = suite_run
-    run = make_run(tmp_path)
+def run_train_recipe(tmp_path: Path, task: str, task_folder: Path, *options: str) -> Path:
+    """Runs recipes/downstream/train.py on a fresh checkpoint; its output folder."""
     out = tmp_path / "probe"
     cmd = [sys.executable, str(REPO / "recipes" / "downstream" / "train.py"),
-           str(REPO / "hparams" / "downstream" / "giantsteps_key.yaml"),
-           f"--task_folder={tasks / 'giantsteps_key'}", f"--encoder={run}",
-           f"--output_folder={out}",
-           "--hidden_dim=16", "--layer=-1", "--debug", "--device=cpu",
-           "--noprogressbar"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+           str(REPO / "hparams" / "downstream" / f"{task}.yaml"),
+           f"--task_folder={task_folder}", f"--encoder={make_run(tmp_path)}",
+           f"--output_folder={out}", "--hidden_dim=16", "--device=cpu", "--noprogressbar",
+           *options]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
+    _, _, tasks = suite_run
+    out = run_train_recipe(tmp_path, "giantsteps_key", tasks / "giantsteps_key",
+                           "--layer=-1", "--debug")
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "giantsteps_key" and results["layer"] == -1
     assert set(results["test"]) >= {"key_weighted", "accuracy", "loss"}
@@ -282,15 +286,8 @@ def test_train_recipe_runs_as_a_script(suite_run, tmp_path):
 
 def test_standardize_uses_the_training_split_statistics(suite_run, tmp_path):
     _, _, tasks = suite_run
-    run = make_run(tmp_path)
-    out = tmp_path / "probe"
-    cmd = [sys.executable, str(REPO / "recipes" / "downstream" / "train.py"),
-           str(REPO / "hparams" / "downstream" / "demo_genre.yaml"),
-           f"--task_folder={tasks / 'demo' / 'demo_genre'}", f"--encoder={run}",
-           f"--output_folder={out}", "--hidden_dim=16", "--number_of_epochs=1",
-           "--standardize=True", "--device=cpu", "--noprogressbar"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_train_recipe(tmp_path, "demo_genre", tasks / "demo" / "demo_genre",
+                           "--number_of_epochs=1", "--standardize=True")
     train = torch.cat([e.float() for e in torch.load(out / "embeddings" / "train.pt")["embeddings"]])
     ckpts = list((out / "save").glob("CKPT*/probe.ckpt"))
     assert ckpts
