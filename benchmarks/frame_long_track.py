@@ -122,12 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.minutes, args.d_model, args.layers, args.epochs = 0.5, 32, 2, 1
     set_threads(args.threads)
-    root = Path(tempfile.mkdtemp(prefix="frame_long_"))
-    m = peak_memory(build, {"root": str(root), "minutes": args.minutes, "d_model": args.d_model,
-                            "layers": args.layers, "epochs": args.epochs}, args.threads)
-    summary = {}
-    if (root / "summary.json").is_file():
-        summary = json.loads((root / "summary.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="frame_long_") as tmp:
+        root = Path(tmp)
+        m = peak_memory(build, {"root": str(root), "minutes": args.minutes, "d_model": args.d_model,
+                                "layers": args.layers, "epochs": args.epochs}, args.threads)
+        summary = {}
+        if (root / "summary.json").is_file():
+            summary = json.loads((root / "summary.json").read_text())
     row = {"minutes": args.minutes, "d_model": args.d_model, "layers": args.layers,
            "frames": summary.get("frames"), "seconds": m.get("seconds"),
            "peak_mib": m.get("peak_mib"), "baseline_mib": m.get("baseline_mib"),
