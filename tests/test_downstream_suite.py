@@ -298,6 +298,30 @@ def test_standardize_uses_the_training_split_statistics(suite_run, tmp_path):
                               atol=1e-3)
 
 
+def test_best_layer_probes_every_layer_and_keeps_the_best_on_valid(suite_run, tmp_path):
+    """``layer: best`` (MARBLE's protocol): one probe per hidden state on the
+    one embedding cache; the layer best on valid gives the test results."""
+    _, _, tasks = suite_run
+    out = run_train_recipe(tmp_path, "demo_genre", tasks / "demo" / "demo_genre",
+                           "--number_of_epochs=2", "--layer=best")
+    results = json.loads((out / "results.json").read_text())
+    per_layer = [json.loads((out / f"layer{i}" / "results.json").read_text())
+                 for i in range(3)]  # the test run's encoder: 2 layers + front-end
+    assert not (out / "layer3").exists()
+    assert [r["layer"] for r in per_layer] == [0, 1, 2]
+    assert results["layer"] == "best"
+    assert results["layer_valid"] == [r["valid"]["accuracy"] for r in per_layer]
+    assert results["layer_test"] == [r["test"]["accuracy"] for r in per_layer]
+    chosen = results["chosen_layer"]
+    assert results["layer_valid"][chosen] == max(results["layer_valid"])
+    assert results["layer_valid"].index(max(results["layer_valid"])) == chosen
+    assert results["test"] == per_layer[chosen]["test"]
+    # extracted once, into the experiment's cache; every layer's probe reads it
+    assert (out / "embeddings" / "test.pt").is_file()
+    assert not any((out / f"layer{i}" / "embeddings").exists() for i in range(3))
+    assert [r["embeddings_reused"]["test"] for r in per_layer] == [False, True, True]
+
+
 def test_several_encoders_share_one_table(suite_run, tmp_path):
     """An ablation: named checkpoints are rows of one table; the same
     encoder and seed give the same numbers under any name."""

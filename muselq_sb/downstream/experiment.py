@@ -31,9 +31,12 @@ from muselq_sb.downstream.frame_metrics import FRAME_TASK_TYPES
 from muselq_sb.downstream.frame_targets import encode_references, frame_targets
 from muselq_sb.downstream.probe import Probe
 from muselq_sb.downstream.targets import TaskTargets, item_groups
-from muselq_sb.utils.hparams import load_hparams, save_hparams
+from muselq_sb.utils.hparams import load_hparams, overrides_mapping, save_hparams
 
 logger = logging.getLogger(__name__)
+
+# ``layer: best``: one probe per layer, the one best on the valid split wins
+BEST_LAYER = "best"
 
 
 def _extract_embeddings(
@@ -214,7 +217,9 @@ def run_probe_experiment(
     dict
         The content of ``results.json``: task, encoder, seed, main metric,
         best valid score, test metrics, item counts, skipped items and
-        whether the embedding cache was reused, per split.
+        whether the embedding cache was reused, per split. With
+        ``layer: best`` (:func:`_best_layer_experiment`), the chosen layer's
+        results and every layer's valid and test score.
 
     Example
     -------
@@ -222,6 +227,9 @@ def run_probe_experiment(
     runs it through the suite and ``recipes/downstream/train.py``.
     """
     hparams = load_hparams(hparams_file, overrides)
+    if hparams["layer"] == BEST_LAYER:
+        return _best_layer_experiment(hparams_file, run_opts, overrides, hparams,
+                                      save_env_desc)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         overrides=overrides,
@@ -301,4 +309,45 @@ def run_probe_experiment(
         Path(hparams["output_folder"]) / "results.json",
         json.dumps(results, indent=2) + "\n",
     )
+    return results
+
+
+def _best_layer_experiment(
+    hparams_file: str | Path, run_opts: Mapping, overrides: str | Mapping,
+    hparams: Mapping, save_env_desc: bool,
+) -> dict:
+    """``layer: best`` (MARBLE's protocol): a probe on every layer, chosen on valid.
+
+    Every layer gets its own experiment in ``<output_folder>/layer<i>``, all
+    reading the one embedding cache of ``cache_folder``; the layer whose
+    best checkpoint scores highest on the valid split's main metric (the
+    first on ties) gives the test results. The test split chooses nothing.
+    """
+    folder = Path(hparams["output_folder"])
+    sb.create_experiment_directory(
+        experiment_directory=str(folder), overrides=overrides,
+        save_env_desc=save_env_desc,
+    )
+    save_hparams(folder, hparams_file, overrides)
+    per_layer = dict(overrides_mapping(overrides), cache_folder=str(hparams["cache_folder"]))
+    runs: list[dict] = []
+    num_layers = 1  # known once the first run has read the embeddings
+    while len(runs) < num_layers:
+        layer = len(runs)
+        runs.append(run_probe_experiment(
+            hparams_file, run_opts,
+            dict(per_layer, layer=layer, output_folder=str(folder / f"layer{layer}")),
+            save_env_desc=False,
+        ))
+        num_layers = runs[0]["embedding_shape"][0]
+    main = runs[0]["main_metric"]
+    valid = [r["valid"].get(main, float("-inf")) for r in runs]
+    chosen = max(range(num_layers), key=valid.__getitem__)
+    logger.info("%s: layer %d of %d is best on valid (%s %.4f)", hparams["task_name"],
+                chosen, num_layers, main, valid[chosen])
+    results = dict(
+        runs[chosen], layer=BEST_LAYER, chosen_layer=chosen,
+        layer_valid=valid, layer_test=[r["test"].get(main) for r in runs],
+    )
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
     return results

@@ -143,7 +143,8 @@ def recommended_layers(suite_results: Mapping, variant: str = "checkpoint") -> d
     """Recommended hidden state per task family, from a probe suite's results.
 
     The probes of ``layer: weighted`` learn softmax weights over the hidden
-    states (``layer_weights`` of each seed's ``results.json``); a family's
+    states (``layer_weights`` of each seed's ``results.json``); a probe of
+    ``layer: best`` counts as all weight on its ``chosen_layer``. A family's
     weights are the mean over its tasks and seeds (tasks without a
     ``task_family`` are their own family).
 
@@ -167,6 +168,9 @@ def recommended_layers(suite_results: Mapping, variant: str = "checkpoint") -> d
     ...         for w in ([0.1, 0.7, 0.2], [0.3, 0.5, 0.2])]
     >>> recommended_layers({"checkpoint": {"key": {"runs": runs}}})
     {'tonal': {'layer': 1, 'weights': [0.2, 0.6, 0.2], 'tasks': ['key']}}
+    >>> best = [{"task": "key", "chosen_layer": c, "layer_valid": [0.5] * 3} for c in (2, 2, 0)]
+    >>> recommended_layers({"checkpoint": {"key": {"runs": best}}})["key"]["layer"]
+    2
     """
     if variant not in suite_results:
         raise ValueError(f"suite results have no variant {variant!r}; "
@@ -174,10 +178,13 @@ def recommended_layers(suite_results: Mapping, variant: str = "checkpoint") -> d
     families: dict[str, dict] = {}
     for task, summary in suite_results[variant].items():
         for run in summary.get("runs", []):
-            if run.get("layer_weights"):
+            weights = run.get("layer_weights")
+            if "chosen_layer" in run:
+                weights = [float(i == run["chosen_layer"]) for i in range(len(run["layer_valid"]))]
+            if weights:
                 family = families.setdefault(run.get("task_family") or task,
                                              {"weights": [], "tasks": []})
-                family["weights"].append(run["layer_weights"])
+                family["weights"].append(weights)
                 if task not in family["tasks"]:
                     family["tasks"].append(task)
     result = {}

@@ -135,7 +135,16 @@ def _compose(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, Optional[Pa
     return composed, base_sizes or sizes
 
 
-def _mapping(overrides: Optional[str | Mapping]) -> dict:
+def overrides_mapping(overrides: Optional[str | Mapping]) -> dict:
+    """Overrides (yaml text or a mapping) as a dict; tags such as ``!name:`` kept.
+
+    Example
+    -------
+    >>> overrides_mapping("layer: 2\\nseed: 7\\n")
+    {'layer': 2, 'seed': 7}
+    >>> overrides_mapping(None)
+    {}
+    """
     if not overrides:
         return {}
     if isinstance(overrides, str):
@@ -176,7 +185,7 @@ def resolve_hparams(
     w: 9
     """
     doc, sizes = _compose(Path(hparams_file))
-    overrides = _mapping(overrides)
+    overrides = overrides_mapping(overrides)
     if sizes is not None:
         size = overrides.get("size", doc.get("size"))
         valid = sorted(p.stem for p in sizes.glob("*.yaml"))
