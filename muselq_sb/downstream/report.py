@@ -266,6 +266,33 @@ def legend(results: Mapping[str, Mapping[str, Mapping]]) -> str:
     )
 
 
+def chosen_layer_table(results: Mapping[str, Mapping[str, Mapping]], run_name: str) -> str:
+    """The layer each seed's probe chose on valid (``layer: best``), per task.
+
+    Empty text when no run chose a layer (the other layer options).
+
+    Example
+    -------
+    >>> runs = [{"chosen_layer": c} for c in (4, 3, 4)]
+    >>> print(chosen_layer_table({"checkpoint": {"key": {"runs": runs}}}, "brn"))
+    | model | key |
+    |---|---|
+    | ours: brn | 4 3 4 |
+    >>> chosen_layer_table({"checkpoint": {"key": {"runs": [{"layer_weights": None}]}}}, "brn")
+    ''
+    """
+    tasks = sorted({task for runs in results.values() for task, run in runs.items()
+                    if any("chosen_layer" in r for r in run.get("runs", []))})
+    if not tasks:
+        return ""
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for variant, runs in results.items():
+        cells = [" ".join(str(r["chosen_layer"]) for r in runs.get(task, {}).get("runs", [])
+                          if "chosen_layer" in r) or "—" for task in tasks]
+        lines.append(f"| {variant_label(variant, run_name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _notes(results: Mapping[str, Mapping[str, Mapping]], run_name: str) -> list[str]:
     notes = []
     for variant, runs in results.items():
@@ -360,6 +387,11 @@ def write_report(
                  "", versus_table([main[i] for i in ran] + other,
                                   {n: [v[i] for i in ran] + other_rows.get(n, [])
                                    for n, v in main_rows.items()}, reference)]
+    chosen = chosen_layer_table(results, run_name)
+    if chosen:
+        text += ["", "## Layers chosen on valid (`layer: best`)", "",
+                 "The hidden state each probe seed's valid score chose "
+                 "(0 = front-end output), seed by seed.", "", chosen]
     notes = _notes(results, run_name)
     if notes:
         text += ["", "## Notes", "", *notes]
