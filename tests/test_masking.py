@@ -101,6 +101,15 @@ def test_unmasked_frames_count_with_their_weight():
     assert torch.allclose(half["mse_unmasked"], mse_u)
     assert torch.allclose(half["loss"], only_masked["loss"] + 0.5 * (ce_u + mse_u))
     assert torch.equal(half["acc"], only_masked["acc"])
+    # unmasked_terms: the token loss on masked frames only, the mel one on all
+    mel_only = masked_ssl_loss(logits, tokens, pred, target, mask,
+                               predicted=predicted, unmasked_weight=0.5,
+                               unmasked_terms=("mse",))
+    assert torch.allclose(mel_only["ce_unmasked"], ce_u)  # reported, not trained
+    assert torch.allclose(mel_only["loss"], only_masked["loss"] + 0.5 * mse_u)
+    with pytest.raises(ValueError, match=r"unmasked_terms.*\['mel'\]"):
+        masked_ssl_loss(logits, tokens, pred, target, mask, predicted=predicted,
+                        unmasked_weight=0.5, unmasked_terms=("mel",))
     with pytest.raises(ValueError, match="masked frame must be predicted"):
         masked_ssl_loss(logits, tokens, pred, target, mask | ~predicted,
                         predicted=predicted)
@@ -229,3 +238,26 @@ def test_encoder_input_is_the_fill_at_masked_frames():
     assert torch.all(seen[0][0, frames] == 0)
     assert torch.all(clean[0, frames] != 0)
     assert torch.equal(seen[0][0, ~frames], clean[0, ~frames])
+
+
+def test_recipe_unmasked_terms_reach_the_loss(tmp_path):
+    """``unmasked_terms`` in the YAML decides which unmasked terms the
+    Brain's objective trains on: with ``[mse]`` the loss is the masked
+    terms plus the weighted unmasked mel term, the unmasked token loss
+    left out though it is computed."""
+    import speechbrain as sb
+
+    from tests.recipe_utils import tiny_brain, write_songs
+    songs = write_songs(tmp_path / "songs", count=4, seconds=1.0)
+    brain, hp, _ = tiny_brain(tmp_path / "run", songs, unmasked_weight=0.5,
+                              mse_weight=2.0, unmasked_terms=["mse"])
+    torch.manual_seed(0)
+    wavs = torch.randn(2, 24000)
+    batch = type("Batch", (), {"to": lambda self, device: self,
+                               "sig": (wavs, torch.ones(2))})()
+    out = brain.compute_forward(batch, sb.Stage.VALID)
+    loss = brain.compute_objectives(out, batch, sb.Stage.VALID)
+    terms = brain.last_losses
+    assert terms["ce_unmasked"] > 0
+    assert torch.allclose(loss, terms["ce"] + 2.0 * terms["mse"]
+                          + 0.5 * 2.0 * terms["mse_unmasked"])

@@ -53,6 +53,9 @@ def _squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).mean(-1)
 
 
+UNMASKED_TERMS = ("ce", "mse", "pitch")
+
+
 def masked_ssl_loss(
     logits: torch.Tensor,
     tokens: torch.Tensor,
@@ -66,11 +69,12 @@ def masked_ssl_loss(
     pitch_pred: torch.Tensor | None = None,
     pitch_target: torch.Tensor | None = None,
     pitch_weight: float = 0.0,
+    unmasked_terms: tuple[str, ...] = UNMASKED_TERMS,
 ) -> dict[str, torch.Tensor]:
     """``L = ce_weight * CE + mse_weight * MSE (+ pitch_weight * MSE of the
     pitch target)`` on masked frames, plus ``unmasked_weight`` times the
-    same terms on unmasked frames (HuBERT's weighting of masked and unmasked
-    frames; 0 = BEST-RQ, masked only).
+    terms named in ``unmasked_terms`` on unmasked frames (HuBERT's weighting
+    of masked and unmasked frames; 0 = BEST-RQ, masked only).
 
     Arguments
     ---------
@@ -97,6 +101,11 @@ def masked_ssl_loss(
         (``muselq_sb.lobes.pitch_target``); None = no pitch term.
     pitch_weight : float
         Weight of the pitch term.
+    unmasked_terms : tuple of str
+        The terms (of ``ce``, ``mse``, ``pitch``) that ``unmasked_weight``
+        adds on unmasked frames; the others are still reported on them but
+        not trained on them (``("mse",)``: tokens of masked frames only, mel
+        reconstruction of every frame).
 
     Returns
     -------
@@ -121,7 +130,18 @@ def masked_ssl_loss(
     ...     torch.ones(B, T, 3), mask, predicted=every, unmasked_weight=0.5)
     >>> out["mse_unmasked"].item(), round(out["loss"].item(), 4)
     (1.0, 3.5794)
+    >>> out = masked_ssl_loss(torch.zeros(12, 1, V),
+    ...     torch.zeros(B, T, 1, dtype=torch.long), torch.zeros(12, 3),
+    ...     torch.ones(B, T, 3), mask, predicted=every, unmasked_weight=0.5,
+    ...     unmasked_terms=("mse",))
+    >>> round(out["ce_unmasked"].item(), 4), round(out["loss"].item(), 4)
+    (1.3863, 2.8863)
     """
+    unknown = set(unmasked_terms) - set(UNMASKED_TERMS)
+    if unknown:
+        raise ValueError(
+            f"unmasked_terms: unknown term(s) {sorted(unknown)}; expected "
+            f"names among {list(UNMASKED_TERMS)}")
     predicted = mask if predicted is None else predicted
     if (mask & ~predicted).any():
         raise ValueError("every masked frame must be predicted")
@@ -150,7 +170,8 @@ def masked_ssl_loss(
         loss = loss + weight * terms[name]
         if (~masked).any():
             terms[f"{name}_unmasked"] = values[~masked].mean()
-            loss = loss + unmasked_weight * weight * terms[f"{name}_unmasked"]
+            if name in unmasked_terms:
+                loss = loss + unmasked_weight * weight * terms[f"{name}_unmasked"]
     acc = (logits[masked].argmax(-1) == sel_tokens[masked]).float().mean()
     return {
         "loss": loss,

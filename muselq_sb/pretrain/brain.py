@@ -177,6 +177,7 @@ class BestRQBrain(sb.Brain):
             pitch_pred=predictions.get("pitch_pred"),
             pitch_target=predictions.get("pitch_target"),
             pitch_weight=self.hparams.pitch_weight,
+            unmasked_terms=tuple(self.hparams.unmasked_terms),
         )
         self.last_out, self.last_losses = predictions, losses
         if getattr(batch, "placeholder", False):
