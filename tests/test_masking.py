@@ -1,6 +1,7 @@
 """Span masking statistics, the masked-only loss, and what the encoder
 sees of masked frames."""
 import pytest
+import speechbrain as sb
 import torch
 
 from muselq_sb.lobes.branchformer import BranchformerEncoder
@@ -10,6 +11,7 @@ from muselq_sb.nnet.masking import SpanMasker
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
 from muselq_sb.pretrain.bestrq import BestRQModel
 from tests.fixtures.audio import tone
+from tests.recipe_utils import tiny_brain, write_songs
 
 HALF_WINDOW, HOP = 1024, 240  # samples: a mel frame f sees 240 f +- 1024
 
@@ -245,9 +247,6 @@ def test_recipe_unmasked_terms_reach_the_loss(tmp_path):
     Brain's objective trains on: with ``[mse]`` the loss is the masked
     terms plus the weighted unmasked mel term, the unmasked token loss
     left out though it is computed."""
-    import speechbrain as sb
-
-    from tests.recipe_utils import tiny_brain, write_songs
     songs = write_songs(tmp_path / "songs", count=4, seconds=1.0)
     brain, hp, _ = tiny_brain(tmp_path / "run", songs, unmasked_weight=0.5,
                               mse_weight=2.0, unmasked_terms=["mse"])
