@@ -100,14 +100,18 @@ def test_a_copied_hparams_tree_composes_the_same(tmp_path):
 
 def test_recommended_recipe_is_the_paper_recipe_plus_the_unmasked_loss():
     """``brn_sum_unmasked.yaml`` is the paper's ``brn_sum.yaml`` with a
-    positive ``unmasked_weight`` and a heavier mel loss: every other value
-    the same but the name (and the paths made of it); the paper's file
-    keeps masked frames only, at the paper's weights."""
+    positive ``unmasked_weight`` for the reconstruction losses only and a
+    heavier mel loss: every other value the same but the name (and the
+    paths made of it); the paper's file keeps masked frames only, at the
+    paper's weights."""
     paper = load_plain_hparams(HPARAMS / "brn_sum.yaml", "size: tiny")
     ours = load_plain_hparams(HPARAMS / "brn_sum_unmasked.yaml", "size: tiny")
     assert paper["unmasked_weight"] == 0.0 and ours["unmasked_weight"] > 0.0
     assert paper["mse_weight"] == paper["ce_weight"] == ours["ce_weight"] < ours["mse_weight"]
+    assert "ce" in paper["unmasked_terms"] and "ce" not in ours["unmasked_terms"]
+    assert "mse" in ours["unmasked_terms"]
     assert set(paper) == set(ours)
     differ = {k for k in paper
               if repr(paper[k]) != repr(ours[k]).replace("brn_sum_unmasked", "brn_sum")}
-    assert differ == {"unmasked_weight", "mse_weight", "ssl_model", "modules", "checkpointer"}
+    assert differ == {"unmasked_weight", "unmasked_terms", "mse_weight", "ssl_model", "modules",
+                      "checkpointer"}
