@@ -145,9 +145,10 @@ def plot(table: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -
             ax.plot(np.arange(len(accs)), accs, marker="o", label=name)
         ax.set(title=task, xlabel="hidden state (0 = front-end)", ylabel="test accuracy")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    # beside the last panel: inside one it hides that panel's lines
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

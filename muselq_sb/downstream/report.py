@@ -466,8 +466,9 @@ def _plot(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]], path: P
     ax.set_title(f"error bars: 95 % intervals; {WIN}: a win (interval above every "
                  "other row of ours, no overlap)", fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.5)
-    ax.legend(fontsize="small")
+    # outside the axes: with many rows an inside legend hides bars
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
