@@ -42,13 +42,14 @@ def parse_points(specs: Sequence[str]) -> list[tuple[float, list[str]]]:
         value, _, names = spec.partition("=")
         variants = [v for v in names.split(",") if v]
         try:
-            points.append((float(value), variants))
+            x = float(value)
         except ValueError:
             variants = []
         if not variants:
             raise ValueError(
                 f"--point {spec!r}: expected VALUE=VARIANT[,VARIANT...], a "
                 "number and variants of the suite (e.g. 0.5=uw05)")
+        points.append((x, variants))
     return sorted(points)
 
 
@@ -154,10 +155,11 @@ def plot_sweep(table: Mapping[str, dict], knob: str, path: Path) -> None:
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.set(title=label, xlabel=knob)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    # beside the last panel, as in the suite's and the per-layer figures
+    axes.flat[len(table) - 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
