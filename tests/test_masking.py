@@ -109,6 +109,18 @@ def test_unmasked_frames_count_with_their_weight():
                                unmasked_terms=("mse",))
     assert torch.allclose(mel_only["ce_unmasked"], ce_u)  # reported, not trained
     assert torch.allclose(mel_only["loss"], only_masked["loss"] + 0.5 * mse_u)
+    # the token head on the masked frames only: the same loss, nothing reported
+    skipped = masked_ssl_loss(logits[masked_rows], tokens, pred, target, mask,
+                              predicted=predicted, unmasked_weight=0.5,
+                              unmasked_terms=("mse",))
+    assert "ce_unmasked" not in skipped
+    assert torch.allclose(skipped["loss"], mel_only["loss"])
+    assert torch.equal(skipped["acc"], only_masked["acc"])
+    with pytest.raises(ValueError, match="'ce' but its head ran on the masked"):
+        masked_ssl_loss(logits[masked_rows], tokens, pred, target, mask,
+                        predicted=predicted, unmasked_weight=0.5)
+    with pytest.raises(ValueError, match="logits: 1 rows match neither"):
+        masked_ssl_loss(logits[:1], tokens, pred, target, mask, predicted=predicted)
     with pytest.raises(ValueError, match=r"unmasked_terms.*\['mel'\]"):
         masked_ssl_loss(logits, tokens, pred, target, mask, predicted=predicted,
                         unmasked_weight=0.5, unmasked_terms=("mel",))
@@ -118,8 +130,9 @@ def test_unmasked_frames_count_with_their_weight():
 
 
 def test_heads_run_on_every_valid_frame_with_an_unmasked_weight():
-    """``unmasked_weight`` > 0: the heads see every valid frame (padding
-    excluded) and the masks are unchanged; 0: the masked frames only."""
+    """``unmasked_weight`` > 0: the heads of ``unmasked_terms`` see every
+    valid frame (padding excluded) and the masks are unchanged; 0, or a
+    term left out: the masked frames only."""
     torch.manual_seed(0)
     ssl = tiny_bestrq().eval()
     wavs, lens = torch.randn(2, 48000), torch.tensor([1.0, 0.5])
@@ -134,6 +147,12 @@ def test_heads_run_on_every_valid_frame_with_an_unmasked_weight():
     assert both["logits"].shape[0] == int(valid.sum())
     rows = paper["mask"][both["predicted"]]
     assert torch.allclose(both["logits"][rows], paper["logits"], atol=1e-6)
+    # a term outside unmasked_terms: its head skips the unmasked frames
+    ssl.unmasked_terms = ("mse",)
+    with torch.no_grad():
+        mel_only = ssl(wavs, lens)
+    assert torch.allclose(mel_only["logits"], paper["logits"], atol=1e-6)
+    assert torch.allclose(mel_only["mel_pred"], both["mel_pred"], atol=1e-6)
 
 
 def test_frozen_subsampling_gets_no_gradient():
@@ -245,8 +264,8 @@ def test_encoder_input_is_the_fill_at_masked_frames():
 def test_recipe_unmasked_terms_reach_the_loss(tmp_path):
     """``unmasked_terms`` in the YAML decides which unmasked terms the
     Brain's objective trains on: with ``[mse]`` the loss is the masked
-    terms plus the weighted unmasked mel term, the unmasked token loss
-    left out though it is computed."""
+    terms plus the weighted unmasked mel term, and the token head skips
+    the unmasked frames (no unmasked token loss is computed)."""
     songs = write_songs(tmp_path / "songs", count=4, seconds=1.0)
     brain, hp, _ = tiny_brain(tmp_path / "run", songs, unmasked_weight=0.5,
                               mse_weight=2.0, unmasked_terms=["mse"])
@@ -257,6 +276,9 @@ def test_recipe_unmasked_terms_reach_the_loss(tmp_path):
     out = brain.compute_forward(batch, sb.Stage.VALID)
     loss = brain.compute_objectives(out, batch, sb.Stage.VALID)
     terms = brain.last_losses
-    assert terms["ce_unmasked"] > 0
+    assert "ce_unmasked" not in terms and terms["mse_unmasked"] > 0
+    valid = torch.arange(out["mask"].shape[1]) < out["lens"][:, None]
+    assert out["logits"].shape[0] == int(out["mask"].sum()) < int(valid.sum())
+    assert out["mel_pred"].shape[0] == int(valid.sum())
     assert torch.allclose(loss, terms["ce"] + 2.0 * terms["mse"]
                           + 0.5 * 2.0 * terms["mse_unmasked"])

@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+import speechbrain as sb
 
 from muselq_sb.pretrain.checks import check_hparams
 from muselq_sb.utils.hparams import ConfigError, load_plain_hparams
@@ -99,3 +100,17 @@ def test_stack_2_trains(tmp_path):
     model = hp["model"]
     assert optimizer_steps(out) == 2
     assert (model.stack, model.frame_rate, model.target_dim) == (2, 50.0, 256)
+
+
+def test_step_limit_from_the_command_line(tmp_path):
+    """``--optimizer_step_limit=N`` (SpeechBrain hands it on as text) stops
+    training after N steps, with the schedule of ``total_steps``; a value
+    that is not a number names the option."""
+    songs = write_songs(tmp_path / "songs")
+    _, run_opts, _ = sb.parse_arguments([str(BRN_SUM), "--optimizer_step_limit=2"])
+    brain, _, fit = tiny_brain(tmp_path / "run", songs, total_steps=6,
+                               run_opts=dict(run_opts.items()))
+    fit()
+    assert brain.optimizer_step == 2 == optimizer_steps(tmp_path / "run")
+    with pytest.raises(ValueError, match="optimizer_step_limit: .*'two'"):
+        tiny_brain(tmp_path / "bad", songs, run_opts={"optimizer_step_limit": "two"})

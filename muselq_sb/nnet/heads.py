@@ -53,6 +53,20 @@ def _squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).mean(-1)
 
 
+def _head_frames(name: str, rows: int, mask: torch.Tensor,
+                 predicted: torch.Tensor) -> torch.Tensor:
+    """The frames a head's ``rows`` outputs are: every predicted frame, or
+    the masked ones only (the masked frames are among the predicted ones,
+    so the two counts are equal only when the two sets are)."""
+    for frames in (predicted, mask):
+        if rows == int(frames.sum()):
+            return frames
+    raise ValueError(
+        f"{name}: {rows} rows match neither the {int(predicted.sum())} "
+        f"predicted frames nor the {int(mask.sum())} masked ones: pass the "
+        "head outputs of those frames only, in their order")
+
+
 UNMASKED_TERMS = ("ce", "mse", "pitch")
 
 
@@ -80,11 +94,13 @@ def masked_ssl_loss(
     ---------
     logits : torch.Tensor
         [N, G, V] token logits of the N predicted frames (in ``predicted``
-        order).
+        order), or of the masked frames only (in ``mask`` order; then the
+        token loss is not taken on unmasked frames).
     tokens : torch.Tensor
         [B, T, G] target tokens of all frames.
     mel_pred : torch.Tensor
-        [N, D] predicted stacked mel frames of the predicted frames.
+        [N, D] predicted stacked mel frames of the predicted frames, or of
+        the masked ones only (as ``logits``).
     mel_target : torch.Tensor
         [B, T, D] target stacked mel frames.
     mask : torch.Tensor
@@ -97,22 +113,24 @@ def masked_ssl_loss(
     unmasked_weight : float
         Weight of the terms on the predicted frames that were not masked.
     pitch_pred, pitch_target : torch.Tensor, optional
-        [N, P] predicted and [B, T, P] target pitch frames
+        [N, P] predicted (of the predicted or the masked frames, as
+        ``logits``) and [B, T, P] target pitch frames
         (``muselq_sb.lobes.pitch_target``); None = no pitch term.
     pitch_weight : float
         Weight of the pitch term.
     unmasked_terms : tuple of str
         The terms (of ``ce``, ``mse``, ``pitch``) that ``unmasked_weight``
-        adds on unmasked frames; the others are still reported on them but
-        not trained on them (``("mse",)``: tokens of masked frames only, mel
-        reconstruction of every frame).
+        adds on unmasked frames; the others are reported on them where their
+        head ran there, not trained on them (``("mse",)``: tokens of masked
+        frames only, mel reconstruction of every frame). A term named here
+        whose head ran on the masked frames only is an error.
 
     Returns
     -------
     dict
         ``loss``, ``ce``, ``mse`` (masked frames), ``ce_unmasked`` and
-        ``mse_unmasked`` (only when unmasked frames are predicted), ``pitch``
-        and ``pitch_unmasked`` (with a pitch target), ``acc`` (masked-token
+        ``mse_unmasked`` (only where that head ran on unmasked frames),
+        ``pitch`` and ``pitch_unmasked`` (with a pitch target), ``acc`` (masked-token
         accuracy) and ``n_masked``; computed in float32.
 
     Example
@@ -130,12 +148,12 @@ def masked_ssl_loss(
     ...     torch.ones(B, T, 3), mask, predicted=every, unmasked_weight=0.5)
     >>> out["mse_unmasked"].item(), round(out["loss"].item(), 4)
     (1.0, 3.5794)
-    >>> out = masked_ssl_loss(torch.zeros(12, 1, V),
+    >>> out = masked_ssl_loss(torch.zeros(4, 1, V),
     ...     torch.zeros(B, T, 1, dtype=torch.long), torch.zeros(12, 3),
     ...     torch.ones(B, T, 3), mask, predicted=every, unmasked_weight=0.5,
-    ...     unmasked_terms=("mse",))
-    >>> round(out["ce_unmasked"].item(), 4), round(out["loss"].item(), 4)
-    (1.3863, 2.8863)
+    ...     unmasked_terms=("mse",))  # the token head on masked frames only
+    >>> "ce_unmasked" in out, round(out["loss"].item(), 4)
+    (False, 2.8863)
     """
     unknown = set(unmasked_terms) - set(UNMASKED_TERMS)
     if unknown:
@@ -145,33 +163,39 @@ def masked_ssl_loss(
     predicted = mask if predicted is None else predicted
     if (mask & ~predicted).any():
         raise ValueError("every masked frame must be predicted")
-    sel_tokens = tokens[predicted]  # [N, G]
-    if logits.shape[:2] != sel_tokens.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} do not match the {sel_tokens.shape[0]}"
-            " predicted frames: pass the head outputs of predicted frames only"
-        )
     logits = logits.float()
+    ce_frames = _head_frames("logits", logits.shape[0], mask, predicted)
+    sel_tokens = tokens[ce_frames]  # [N, G]
+    if logits.shape[1] != sel_tokens.shape[1]:
+        raise ValueError(
+            f"logits {tuple(logits.shape)}: {logits.shape[1]} codebooks, the "
+            f"tokens have {sel_tokens.shape[1]}")
     ce = nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), sel_tokens.reshape(-1),
         reduction="none",
     ).view(sel_tokens.shape).mean(-1)  # [N]
-    per_frame = {  # [N] each, with its weight
-        "ce": (ce, ce_weight),
-        "mse": (_squared_error(mel_pred, mel_target[predicted]), mse_weight),
-    }
+    per_frame = {  # name: (values [N], their frames [B, T], weight)
+        "ce": (ce, ce_frames, ce_weight)}
+    heads = [("mse", mel_pred, mel_target, mse_weight)]
     if pitch_pred is not None:
-        per_frame["pitch"] = (
-            _squared_error(pitch_pred, pitch_target[predicted]), pitch_weight)
-    masked = mask[predicted]  # [N], True on the masked frames
+        heads.append(("pitch", pitch_pred, pitch_target, pitch_weight))
+    for name, pred, target, weight in heads:
+        frames = _head_frames(name, pred.shape[0], mask, predicted)
+        per_frame[name] = (_squared_error(pred, target[frames]), frames, weight)
     terms, loss = {}, 0.0
-    for name, (values, weight) in per_frame.items():
+    for name, (values, frames, weight) in per_frame.items():
+        masked = mask[frames]  # True on the masked ones among the head's frames
         terms[name] = values[masked].mean()
         loss = loss + weight * terms[name]
         if (~masked).any():
             terms[f"{name}_unmasked"] = values[~masked].mean()
             if name in unmasked_terms:
                 loss = loss + unmasked_weight * weight * terms[f"{name}_unmasked"]
+        elif name in unmasked_terms and unmasked_weight > 0 and (predicted & ~mask).any():
+            raise ValueError(
+                f"unmasked_terms has {name!r} but its head ran on the masked "
+                "frames only: run it on every predicted frame")
+    masked = mask[ce_frames]
     acc = (logits[masked].argmax(-1) == sel_tokens[masked]).float().mean()
     return {
         "loss": loss,

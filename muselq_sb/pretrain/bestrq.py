@@ -12,7 +12,7 @@ from torch import nn
 
 from muselq_sb.lobes.frontend import stacked_lengths
 from muselq_sb.lobes.model import MusicModel
-from muselq_sb.nnet.heads import MelHead, TokenHead
+from muselq_sb.nnet.heads import UNMASKED_TERMS, MelHead, TokenHead
 from muselq_sb.nnet.masking import SpanMasker
 from muselq_sb.lobes.pitch_target import SemitoneSpectrum
 from muselq_sb.nnet.quantizer import RandomProjectionQuantizer
@@ -42,8 +42,14 @@ class BestRQModel(nn.Module):
         Seed of the masks drawn in evaluation mode (the same every time, so
         validation curves compare like with like).
     unmasked_weight : float
-        Weight of the loss on unmasked frames; when > 0 the heads run on
-        every valid frame, else (BEST-RQ) on the masked frames only.
+        Weight of the loss on unmasked frames; when > 0 the heads of the
+        terms in ``unmasked_terms`` run on every valid frame, the others
+        and (at 0, BEST-RQ) all of them on the masked frames only.
+    unmasked_terms : tuple of str
+        The terms (of ``ce``, ``mse``, ``pitch``) trained on unmasked frames
+        too (``muselq_sb.nnet.heads.masked_ssl_loss``); a head whose term is
+        not among them skips the unmasked frames (the 8192-way token head
+        is the costliest part of a tiny model's step after the encoder).
     freeze_subsampling : bool
         Keep the convolutional subsampling at its random initialisation
         (its parameters get no gradient); an ablation of the front-end.
@@ -78,6 +84,7 @@ class BestRQModel(nn.Module):
         mel_head: MelHead,
         eval_mask_seed: int = 0,
         unmasked_weight: float = 0.0,
+        unmasked_terms: tuple[str, ...] = UNMASKED_TERMS,
         freeze_subsampling: bool = False,
         pitch_target: Optional[SemitoneSpectrum] = None,
         pitch_head: Optional[nn.Module] = None,
@@ -95,6 +102,7 @@ class BestRQModel(nn.Module):
         self.token_head = token_head
         self.mel_head = mel_head
         self.unmasked_weight = unmasked_weight
+        self.unmasked_terms = tuple(unmasked_terms)
         if (pitch_target is None) != (pitch_head is None):
             raise ValueError(
                 "BestRQModel: pitch_target and pitch_head go together (both "
@@ -113,12 +121,13 @@ class BestRQModel(nn.Module):
         dict
             ``mask`` [B, T] (True = masked, never on padding), ``tokens``
             [B, T, G], ``mel_target`` [B, T, n_mels * stack], ``lens``
-            (valid frames), ``predicted`` [B, T] (the frames the heads ran
-            on: the masked ones, or every valid one when
-            ``unmasked_weight`` > 0) and the heads' outputs for those N
-            frames (in ``predicted`` order): ``logits`` [N, G, V] and
-            ``mel_pred`` [N, n_mels * stack]; with a pitch target also
-            ``pitch_target`` [B, T, n_bins] and ``pitch_pred`` [N, n_bins].
+            (valid frames), ``predicted`` [B, T] (the frames the loss looks
+            at: the masked ones, or every valid one when ``unmasked_weight``
+            > 0) and the heads' outputs on their frames (every predicted
+            frame for a term in ``unmasked_terms``, else the masked ones; in
+            frame order): ``logits`` [N, G, V] and ``mel_pred``
+            [N, n_mels * stack]; with a pitch target also ``pitch_target``
+            [B, T, n_bins] and ``pitch_pred`` [N, n_bins].
         """
         mel, lens = self.model.features(wavs, wav_lens)
         targets = self.model.targets(mel)
@@ -138,11 +147,13 @@ class BestRQModel(nn.Module):
         predicted = mask
         if self.unmasked_weight > 0:
             predicted = torch.arange(mask.shape[1], device=mask.device) < lens25[:, None]
-        picked = last[predicted]  # the heads only run where the loss looks
+        def picked(term: str) -> torch.Tensor:  # the heads only run where the loss looks
+            return last[predicted if term in self.unmasked_terms else mask]
+
         out = {
-            "logits": self.token_head(picked[None])[0],
+            "logits": self.token_head(picked("ce")[None])[0],
             "tokens": tokens,
-            "mel_pred": self.mel_head(picked),
+            "mel_pred": self.mel_head(picked("mse")),
             "mel_target": targets,
             "mask": mask,
             "predicted": predicted,
@@ -150,5 +161,5 @@ class BestRQModel(nn.Module):
         }
         if self.pitch_target is not None:
             out["pitch_target"] = self.pitch_target(wavs)[:, : targets.shape[1]]
-            out["pitch_pred"] = self.pitch_head(picked)
+            out["pitch_pred"] = self.pitch_head(picked("pitch"))
         return out

@@ -31,6 +31,27 @@ class NonFiniteTrainingError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
+def whole_steps(limit: Any) -> Optional[int]:
+    """``optimizer_step_limit`` as a number of steps (None: no limit).
+
+    SpeechBrain 1.1.2 passes ``--optimizer_step_limit=N`` from the command
+    line on as text (its parser types an option by its default, None here).
+
+    Example
+    -------
+    >>> whole_steps("370"), whole_steps(None)
+    (370, None)
+    """
+    if limit is None or isinstance(limit, int):
+        return limit
+    try:
+        return int(limit)
+    except ValueError:
+        raise ValueError(
+            f"optimizer_step_limit: expected a whole number of steps, got "
+            f"{limit!r}") from None
+
+
 class BestRQBrain(sb.Brain):
     """Pre-trains ``modules.ssl_model`` (a ``BestRQModel``).
 
@@ -61,6 +82,10 @@ class BestRQBrain(sb.Brain):
     scaler's ``update()``), and it counts towards ``nonfinite_patience``
     only once the scale is down to 1, where scaling cannot be the cause.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimizer_step_limit = whole_steps(self.optimizer_step_limit)
 
     def fit(
         self, epoch_counter: Any, train_set: Any, valid_set: Any = None,
