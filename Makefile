@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/quantizer.py
 	$(PY) benchmarks/hardware_limit.py
 	$(PY) benchmarks/pretrain_throughput.py --repeats 3 --profile
+	$(PY) benchmarks/unmasked_heads.py --repeats 5
 	$(PY) benchmarks/mixer_scaling.py --repeats 5
 	$(PY) benchmarks/data_pipeline.py --repeats 5 --out results/bench/data_pipeline.json
 	$(PY) benchmarks/decoders.py --repeats 7

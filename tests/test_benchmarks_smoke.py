@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("quantizer", "mixer_scaling", "encoders_vs_peers", "hardware_limit",
            "pretrain_throughput", "data_pipeline", "decoders", "gpu_check",
-           "frame_long_track")
+           "frame_long_track", "unmasked_heads")
 
 
 def command(name, out):
@@ -143,3 +143,13 @@ def test_frame_long_track(results):
     assert summary["frames"] == 751 and summary["one_pass"] is True
     assert summary["errors"] == {} and set(summary["test"]) == {"beats", "chords"}
     assert {"beat_f", "cmlt", "amlt", "downbeat_f"} <= set(summary["test"]["beats"])
+
+
+def test_unmasked_heads(results):
+    """Both sides of the step give the same gradients: the token head on
+    the masked frames only changes the cost, not the training."""
+    data = load(results, "unmasked_heads")
+    assert [r["heads"] for r in data["rows"]] == [
+        "every frame (before stop 30)", "masked frames (since)"]
+    assert data["grad_rel_diff"] < 1e-5
+    assert data["speedup"] > 0
