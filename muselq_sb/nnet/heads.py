@@ -53,18 +53,20 @@ def _squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).mean(-1)
 
 
-def _head_frames(name: str, rows: int, mask: torch.Tensor,
-                 predicted: torch.Tensor) -> torch.Tensor:
-    """The frames a head's ``rows`` outputs are: every predicted frame, or
-    the masked ones only (the masked frames are among the predicted ones,
-    so the two counts are equal only when the two sets are)."""
-    for frames in (predicted, mask):
-        if rows == int(frames.sum()):
+def _head_frames(name: str, rows: int,
+                 frame_sets: tuple[tuple[torch.Tensor, int], ...]) -> torch.Tensor:
+    """The frames a head's ``rows`` outputs are, among ``frame_sets``
+    (``(predicted, count), (mask, count)``): every predicted frame, or the
+    masked ones only (the masked frames are among the predicted ones, so
+    the two counts are equal only when the two sets are)."""
+    for frames, count in frame_sets:
+        if rows == count:
             return frames
+    (_, n_predicted), (_, n_masked) = frame_sets
     raise ValueError(
-        f"{name}: {rows} rows match neither the {int(predicted.sum())} "
-        f"predicted frames nor the {int(mask.sum())} masked ones: pass the "
-        "head outputs of those frames only, in their order")
+        f"{name}: {rows} rows match neither the {n_predicted} predicted "
+        f"frames nor the {n_masked} masked ones: pass the head outputs of "
+        "those frames only, in their order")
 
 
 UNMASKED_TERMS = ("ce", "mse", "pitch")
@@ -164,7 +166,10 @@ def masked_ssl_loss(
     if (mask & ~predicted).any():
         raise ValueError("every masked frame must be predicted")
     logits = logits.float()
-    ce_frames = _head_frames("logits", logits.shape[0], mask, predicted)
+    # counted once: each count is a device sync on a GPU
+    frame_sets = ((predicted, int(predicted.sum())), (mask, int(mask.sum())))
+    some_unmasked = frame_sets[0][1] > frame_sets[1][1]
+    ce_frames = _head_frames("logits", logits.shape[0], frame_sets)
     sel_tokens = tokens[ce_frames]  # [N, G]
     if logits.shape[1] != sel_tokens.shape[1]:
         raise ValueError(
@@ -180,7 +185,7 @@ def masked_ssl_loss(
     if pitch_pred is not None:
         heads.append(("pitch", pitch_pred, pitch_target, pitch_weight))
     for name, pred, target, weight in heads:
-        frames = _head_frames(name, pred.shape[0], mask, predicted)
+        frames = _head_frames(name, pred.shape[0], frame_sets)
         per_frame[name] = (_squared_error(pred, target[frames]), frames, weight)
     terms, loss = {}, 0.0
     for name, (values, frames, weight) in per_frame.items():
@@ -191,7 +196,7 @@ def masked_ssl_loss(
             terms[f"{name}_unmasked"] = values[~masked].mean()
             if name in unmasked_terms:
                 loss = loss + unmasked_weight * weight * terms[f"{name}_unmasked"]
-        elif name in unmasked_terms and unmasked_weight > 0 and (predicted & ~mask).any():
+        elif name in unmasked_terms and unmasked_weight > 0 and some_unmasked:
             raise ValueError(
                 f"unmasked_terms has {name!r} but its head ran on the masked "
                 "frames only: run it on every predicted frame")

@@ -147,6 +147,7 @@ class BestRQModel(nn.Module):
         predicted = mask
         if self.unmasked_weight > 0:
             predicted = torch.arange(mask.shape[1], device=mask.device) < lens25[:, None]
+
         def picked(term: str) -> torch.Tensor:  # the heads only run where the loss looks
             return last[predicted if term in self.unmasked_terms else mask]
 
