@@ -31,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from muselq_sb.dataio.manifest import atomic_write_text, read_task
+from muselq_sb.downstream.report import save_figure
 from muselq_sb.downstream.retrieval import pooled_items, split_keys
 
 
@@ -147,9 +148,7 @@ def plot(table: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -
         ax.grid(alpha=0.3)
     # beside the last panel: inside one it hides that panel's lines
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

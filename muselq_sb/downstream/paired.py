@@ -21,11 +21,11 @@ Authors
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from muselq_sb.dataio.manifest import atomic_write_text
+from muselq_sb.downstream.report import read_suite_results, save_figure
 from muselq_sb.downstream.intervals import seed_summary
 
 
@@ -139,10 +139,7 @@ def plot_paired(table: Mapping[str, dict], a: str, b: str, path: Path) -> None:
     ax.invert_yaxis()
     ax.set(xlabel=f"{a} - {b} (per-seed means; bar: 95 % interval over seed pairs)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -153,12 +150,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--a", required=True, help="recipe A's variants, comma-separated, one per seed")
     parser.add_argument("--b", required=True, help="recipe B's variants, the same seeds in the same order")
     args = parser.parse_args(argv)
-    results_path = args.suite / "results.json"
-    if not results_path.is_file():
-        parser.error(f"{results_path}: no results.json (run the suite first)")
+    try:
+        results = read_suite_results(args.suite)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     a = [v for v in args.a.split(",") if v]
     b = [v for v in args.b.split(",") if v]
-    table = paired_table(json.loads(results_path.read_text()), a, b)
+    table = paired_table(results, a, b)
     name_a, name_b = a[0], b[0]
     text = paired_markdown(table, name_a, name_b)
     atomic_write_text(args.suite / f"paired_{args.name}.md", text)

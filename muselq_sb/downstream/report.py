@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -34,6 +35,35 @@ WIN = "★"
 #: A cell: a paper value, a summary of ours (``mean``, ``std``, ``ci95``...),
 #: or MISSING / FAILED.
 Cell = float | Mapping | str
+
+
+def read_suite_results(folder: str | Path) -> dict:
+    """A suite's ``results.json`` (``{variant: {task: summary}}``), read back
+    by the tools that compare its rows without running a probe.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     read_suite_results(d)
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: ...results.json: no results.json (run the suite first)
+    """
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results.json (run the suite first)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure (tight, its folder created) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
 
 
 def variant_label(variant: str, run_name: str) -> str:
@@ -468,7 +498,4 @@ def _plot(columns: Sequence[Column], rows: Mapping[str, Sequence[Cell]], path: P
     ax.axhline(0.0, color="black", linewidth=0.5)
     # outside the axes: with many rows an inside legend hides bars
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -18,11 +18,11 @@ Authors
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from muselq_sb.dataio.manifest import atomic_write_text
+from muselq_sb.downstream.report import read_suite_results, save_figure
 
 BASELINE = "random"  # the suite's name for the random-weights variant
 
@@ -157,10 +157,7 @@ def plot_sweep(table: Mapping[str, dict], knob: str, path: Path) -> None:
         ax.grid(alpha=0.3)
     # beside the last panel, as in the suite's and the per-layer figures
     axes.flat[len(table) - 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -171,13 +168,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--point", action="append", required=True,
                         help="VALUE=VARIANT, once per value (at least two)")
     args = parser.parse_args(argv)
-    results_path = args.suite / "results.json"
-    if not results_path.is_file():
-        parser.error(f"{results_path}: no results.json (run the suite first)")
+    try:
+        results = read_suite_results(args.suite)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     points = parse_points(args.point)
     if len(points) < 2:
         parser.error("a sweep needs at least two --point values")
-    table = sweep_table(json.loads(results_path.read_text()), points)
+    table = sweep_table(results, points)
     text = sweep_markdown(table, args.knob)
     atomic_write_text(args.suite / f"sweep_{args.knob}.md", text)
     plot_sweep(table, args.knob, args.suite / f"sweep_{args.knob}.png")
