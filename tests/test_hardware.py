@@ -1,27 +1,40 @@
-"""CPU feature detection behind the bf16-on-CPU warning."""
-from muselq_sb.utils.hardware import bf16_is_slow_on_cpu, cpu_flags
+"""``precision: auto``: bf16 only where it measures faster, on the run's device."""
+import pytest
+
+from muselq_sb.pretrain.checks import check_hparams
+from muselq_sb.utils import hardware
+from muselq_sb.utils.hardware import bf16_speedup_on_cpu, resolve_precision
+from muselq_sb.utils.hparams import ConfigError
+from tests.recipe_utils import tiny_brain, write_songs
 
 
-def write(tmp_path, flags):
-    path = tmp_path / "cpuinfo"
-    path.write_text(
-        "processor\t: 0\nmodel name\t: Test CPU\n"
-        f"flags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: fpu\n")
-    return path
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_explicit_precision_is_kept(precision):
+    assert resolve_precision(precision, "cpu") == precision
 
 
-def test_amx_makes_bf16_fast(tmp_path):
-    path = write(tmp_path, "fpu avx512f avx512_bf16 amx_bf16 amx_tile")
-    assert "amx_tile" in cpu_flags(path)
-    assert not bf16_is_slow_on_cpu(path)
+@pytest.mark.parametrize("speedup,chosen", [(2.5, "bf16"), (1.0, "fp32"), (0.11, "fp32")])
+def test_auto_on_cpu_follows_the_measured_speedup(monkeypatch, speedup, chosen):
+    monkeypatch.setattr(hardware, "bf16_speedup_on_cpu", lambda: speedup)
+    assert resolve_precision("auto", "cpu") == chosen
 
 
-def test_avx512_bf16_alone_is_slow(tmp_path):
-    path = write(tmp_path, "fpu avx512f avx512_bf16")
-    assert cpu_flags(path) == {"fpu", "avx512f", "avx512_bf16"}
-    assert bf16_is_slow_on_cpu(path)
+def test_the_measurement_compares_the_two_precisions():
+    speedup = bf16_speedup_on_cpu(rows=256, width=128, repeats=3)
+    assert 0.001 < speedup < 1000
+    assert bf16_speedup_on_cpu(rows=256, width=128, repeats=3) == speedup  # once per process
 
 
-def test_unreadable_cpuinfo_counts_as_slow(tmp_path):
-    assert cpu_flags(tmp_path / "missing") == frozenset()
-    assert bf16_is_slow_on_cpu(tmp_path / "missing")
+def test_unknown_precision_is_named():
+    with pytest.raises(ValueError, match="precision.*'fp8'"):
+        resolve_precision("fp8", "cpu")
+    with pytest.raises(ConfigError, match="eval_precision"):
+        check_hparams({"eval_precision": "half"})
+
+
+def test_brain_resolves_auto_before_speechbrain_sees_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "bf16_speedup_on_cpu", lambda: 0.5)
+    brain, hp, _ = tiny_brain(tmp_path / "run", write_songs(tmp_path / "songs"),
+                              precision="auto", eval_precision="auto")
+    assert hp["precision"] == "auto"
+    assert (brain.precision, brain.eval_precision) == ("fp32", "fp32")

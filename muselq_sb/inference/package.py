@@ -134,7 +134,7 @@ def _training_facts(run_folder: Path, ckpt_dir: Path) -> dict:
         if path.is_file():
             meta = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             facts.update({k: v for k, v in meta.items()
-                          if k in ("optimizer_step", "end-of-epoch")})
+                          if k in ("optimizer_step", "end-of-epoch", "precision")})
     facts["checkpoint"] = ckpt_dir.name
     return facts
 

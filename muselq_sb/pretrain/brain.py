@@ -13,7 +13,7 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataloader import LoopedLoader
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, infer_device
 from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader
 
@@ -22,7 +22,7 @@ from muselq_sb.dataio.shards import ShardLoader
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.normalization import compute_input_statistics
 from muselq_sb.pretrain.stats import SSLStats
-from muselq_sb.utils.hardware import bf16_is_slow_on_cpu
+from muselq_sb.utils.hardware import AUTO, bf16_speedup_on_cpu, resolve_precision
 
 logger = get_logger(__name__)
 
@@ -50,6 +50,22 @@ def whole_steps(limit: Any) -> Optional[int]:
         raise ValueError(
             f"optimizer_step_limit: expected a whole number of steps, got "
             f"{limit!r}") from None
+
+
+def run_option(run_opts: Any, key: str) -> Any:
+    """``key`` of SpeechBrain run options (a dict, or the ``RunOptions`` of
+    ``sb.parse_arguments``) where it was given, else None.
+
+    Example
+    -------
+    >>> run_option({"device": "cpu"}, "device"), run_option(None, "device")
+    ('cpu', None)
+    """
+    if run_opts is None:
+        return None
+    if isinstance(run_opts, dict):
+        return run_opts.get(key)
+    return getattr(run_opts, key) if key in run_opts.overridden_args else None
 
 
 class BestRQBrain(sb.Brain):
@@ -83,8 +99,19 @@ class BestRQBrain(sb.Brain):
     only once the scale is down to 1, where scaling cannot be the cause.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, modules: Any = None, opt_class: Any = None,
+                 hparams: Optional[dict] = None, run_opts: Any = None,
+                 checkpointer: Any = None) -> None:
+        """As ``Brain.__init__``; ``precision`` / ``eval_precision: auto`` in
+        the hparams resolve to what is fast on the run's device
+        (:func:`muselq_sb.utils.hardware.resolve_precision`)."""
+        if hparams is not None and AUTO in (hparams.get("precision"),
+                                            hparams.get("eval_precision")):
+            device = run_option(run_opts, "device") or hparams.get("device") or infer_device()
+            hparams = {**hparams, **{key: resolve_precision(hparams[key], device)
+                                     for key in ("precision", "eval_precision")
+                                     if key in hparams}}
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         self.optimizer_step_limit = whole_steps(self.optimizer_step_limit)
 
     def fit(
@@ -125,12 +152,12 @@ class BestRQBrain(sb.Brain):
         computes the input statistics unless the checkpoint has them."""
         super().on_fit_start()
         self.hparams.lr_scheduler.set_lr(self.optimizer)
-        if (torch.device(self.device).type == "cpu"
-                and self.precision == "bf16" and bf16_is_slow_on_cpu()):
+        if (torch.device(self.device).type == "cpu" and self.precision == "bf16"
+                and bf16_speedup_on_cpu() < 1.0):
             logger.warning(
-                "precision=bf16 on a CPU without AMX: bf16 matrix products "
-                "are slower than fp32 here (docs/benchmarks.md, section 5); "
-                "pass --precision=fp32 to train faster")
+                "precision=bf16 on a CPU where bf16 matrix products measured "
+                "%.2fx the speed of fp32 (docs/benchmarks.md, section 5); "
+                "pass --precision=fp32 to train faster", bf16_speedup_on_cpu())
         self.skips = SkipCounter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -329,7 +356,7 @@ class BestRQBrain(sb.Brain):
         )
         self.checkpointer.save_and_keep_only(
             meta={"loss": float(stats["loss"]), "acc": float(stats["acc"]),
-                  "steps": int(self.optimizer_step)},
+                  "steps": int(self.optimizer_step), "precision": self.precision},
             min_keys=["loss"],
             num_to_keep=self.hparams.keep_checkpoints,
         )

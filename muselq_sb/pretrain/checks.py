@@ -18,9 +18,9 @@ from typing import Any, Iterator, Mapping
 
 from muselq_sb.lobes.mixers import ATTENTION_TYPES
 from muselq_sb.pretrain.data import check_data_paths, check_shards
+from muselq_sb.utils.hardware import AUTO, PRECISIONS
 from muselq_sb.utils.hparams import ConfigError, Deferred
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _walk(value: Any, key: str = "") -> Iterator[tuple[str, Deferred]]:
@@ -69,7 +69,8 @@ def _check_values(h: Mapping[str, Any]) -> None:
     _require(h, "mask_prob", _is_number(1e-6, 1.0), "a probability in (0, 1]")
     _require(h, "attention_type", lambda v: v in ATTENTION_TYPES,
              f"one of {list(ATTENTION_TYPES)}")
-    _require(h, "precision", lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}")
+    for key in ("precision", "eval_precision"):
+        _require(h, key, lambda v: v in (*PRECISIONS, AUTO), f"one of {[*PRECISIONS, AUTO]}")
 
 
 def _numbers(h: Mapping[str, Any], *keys: str) -> bool:
