@@ -105,12 +105,15 @@ class BestRQBrain(sb.Brain):
         """As ``Brain.__init__``; ``precision`` / ``eval_precision: auto`` in
         the hparams resolve to what is fast on the run's device
         (:func:`muselq_sb.utils.hardware.resolve_precision`)."""
-        if hparams is not None and AUTO in (hparams.get("precision"),
-                                            hparams.get("eval_precision")):
+        auto = [key for key in ("precision", "eval_precision")
+                if hparams is not None and hparams.get(key) == AUTO]
+        if auto:
             device = run_option(run_opts, "device") or hparams.get("device") or infer_device()
-            hparams = {**hparams, **{key: resolve_precision(hparams[key], device)
-                                     for key in ("precision", "eval_precision")
-                                     if key in hparams}}
+            chosen = [resolve_precision(AUTO, device)]
+            if (torch.device(device).type == "cpu" and torch.distributed.is_available()
+                    and torch.distributed.is_initialized()):
+                torch.distributed.broadcast_object_list(chosen, src=0)  # one choice for all ranks
+            hparams = {**hparams, **{key: chosen[0] for key in auto}}
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         self.optimizer_step_limit = whole_steps(self.optimizer_step_limit)
 

@@ -22,7 +22,6 @@ from muselq_sb.utils.hardware import AUTO, PRECISIONS
 from muselq_sb.utils.hparams import ConfigError, Deferred
 
 
-
 def _walk(value: Any, key: str = "") -> Iterator[tuple[str, Deferred]]:
     """Every ``Deferred`` in a tree, with its dotted key."""
     if isinstance(value, Deferred):
