@@ -10,7 +10,7 @@ import pytest
 from muselq_sb.inference.embedding import load_model
 from muselq_sb.pretrain.report import read_metrics
 from tests.fixtures.audio import write_audio
-from tests.recipe_utils import TRAIN, args_for, env, optimizer_steps
+from tests.recipe_utils import TRAIN, args_for, env, optimizer_steps, write_songs
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,13 @@ def test_each_config_pretrains(hparams, audio_folder, tmp_path):
     assert model.num_layers == 2 and float(model.normalizer.count) > 0
 
 
-def test_two_process_ddp_gloo(audio_folder, tmp_path):
+@pytest.mark.parametrize("songs", [8, 4])  # 4: one batch per rank (RankBatchSampler)
+def test_two_process_ddp_gloo(songs, audio_folder, tmp_path):
+    folder = audio_folder if songs == 8 else write_songs(tmp_path / "few", count=songs)
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc_per_node=2", str(TRAIN),
-           *args_for("brn_sum", audio_folder, out, 2,
+           *args_for("brn_sum", folder, out, 2,
                      ["--distributed_backend=gloo", "--device=cpu"])]
     proc = subprocess.run(cmd, env=env(), capture_output=True, text=True,
                           timeout=400)

@@ -1,5 +1,6 @@
-"""Batching that drops unreadable audio and counts what it dropped, and
-the batching of streamed clips by duration.
+"""Batching that drops unreadable audio and counts what it dropped, the
+batching of streamed clips by duration, and the split of a batch sampler's
+batches across DDP ranks.
 
 ``audio_pipeline`` turns a bad file into an empty ``sig``;
 ``SkipEmptyCollate`` drops such items before padding and records how many it
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 from speechbrain.dataio.batch import PaddedBatch
-from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.dataio.sampler import DistributedSamplerWrapper, DynamicBatchSampler
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,3 +194,27 @@ class CountBatcher:
                 batch = []
         if batch:
             yield batch
+
+
+class RankBatchSampler(DistributedSamplerWrapper):
+    """``DistributedSamplerWrapper`` over a batch sampler that yields whole
+    batches when a rank gets a single one.
+
+    SpeechBrain 1.1.2's wrapper picks a rank's batches with
+    ``itemgetter(*positions)``, which returns the batch itself, not a tuple
+    of one batch, when there is one position: the loader then iterates the
+    batch's indices as if each were a batch and fails ("'int' object is not
+    iterable"). Under ``torchrun`` a small training set (two batches on two
+    ranks) hit it.
+
+    Example
+    -------
+    >>> s = RankBatchSampler([[0, 1, 2], [3, 4]], num_replicas=2, rank=1, shuffle=False)
+    >>> list(s)
+    [[3, 4]]
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = list(self.sampler.__iter__())
+        return iter([batches[i] for i in super(DistributedSamplerWrapper, self).__iter__()])
+

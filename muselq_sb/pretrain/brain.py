@@ -13,11 +13,12 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataloader import LoopedLoader
+from speechbrain.dataio.sampler import DistributedSamplerWrapper
 from speechbrain.utils.distributed import if_main_process, infer_device
 from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader
 
-from muselq_sb.dataio.batching import EmptyBatch, SkipCounter
+from muselq_sb.dataio.batching import EmptyBatch, RankBatchSampler, SkipCounter
 from muselq_sb.dataio.shards import ShardLoader
 from muselq_sb.nnet.heads import masked_ssl_loss
 from muselq_sb.pretrain.normalization import compute_input_statistics
@@ -149,6 +150,18 @@ class BestRQBrain(sb.Brain):
                 and hasattr(sampler, "set_epoch")):
             self.train_sampler = sampler
         return loader
+
+    def _train_loader_specifics(self, dataset: Any, loader_kwargs: dict) -> dict:
+        """As ``Brain._train_loader_specifics``; under DDP the batch sampler's
+        wrapper is a :class:`RankBatchSampler` (SpeechBrain's own loses the
+        batch structure when a rank gets a single batch)."""
+        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        wrapper = loader_kwargs.get("batch_sampler")
+        if type(wrapper) is DistributedSamplerWrapper:
+            self.train_sampler = RankBatchSampler(
+                wrapper.sampler, rank=self.rank, shuffle=wrapper.shuffle)
+            loader_kwargs["batch_sampler"] = self.train_sampler
+        return loader_kwargs
 
     def on_fit_start(self) -> None:
         """Builds optimizers, recovers, restores the scheduled lr, and
