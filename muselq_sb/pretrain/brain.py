@@ -168,12 +168,13 @@ class BestRQBrain(sb.Brain):
         computes the input statistics unless the checkpoint has them."""
         super().on_fit_start()
         self.hparams.lr_scheduler.set_lr(self.optimizer)
-        if (torch.device(self.device).type == "cpu" and self.precision == "bf16"
-                and bf16_speedup_on_cpu() < 1.0):
-            logger.warning(
-                "precision=bf16 on a CPU where bf16 matrix products measured "
-                "%.2fx the speed of fp32 (docs/benchmarks.md, section 5); "
-                "pass --precision=fp32 to train faster", bf16_speedup_on_cpu())
+        if torch.device(self.device).type == "cpu" and self.precision == "bf16":
+            speedup = bf16_speedup_on_cpu()
+            if speedup < 1.0:
+                logger.warning(
+                    "precision=bf16 on a CPU where bf16 matrix products measured "
+                    "%.2fx the speed of fp32 (docs/benchmarks.md, section 5); "
+                    "pass --precision=fp32 to train faster", speedup)
         self.skips = SkipCounter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
