@@ -32,6 +32,7 @@ import sys
 
 import muselq_sb  # noqa: F401  (first: checks that torch and torchaudio load together)
 import speechbrain as sb
+import torch
 from speechbrain.utils.distributed import run_on_main
 
 from muselq_sb.pretrain.brain import BestRQBrain
@@ -68,3 +69,5 @@ if __name__ == "__main__":
         valid_loader_kwargs=valid_kwargs,
     )
     run_on_main(write_report, args=[hparams["output_folder"], hparams["cb_vocab"]])
+    if torch.distributed.is_initialized():  # PyTorch asks for it before exit
+        torch.distributed.destroy_process_group()
