@@ -105,22 +105,25 @@ def encoder_variants(
 ) -> dict[str, str]:
     """Encoder specs to compare: the checkpoint(s) and (optionally) baselines.
 
-    One encoder is the variant ``checkpoint``. Several (e.g. the runs of an
-    ablation) are named ``NAME=PATH`` or by their folder's name; the
-    baselines are built from the first one (same architecture).
+    One unnamed encoder is the variant ``checkpoint`` (its table row takes
+    the folder's name). Encoders given as ``NAME=PATH``, and several (e.g.
+    the runs of an ablation) named so or by their folder's name, keep their
+    names; the baselines are built from the first one (same architecture).
 
     Example
     -------
     >>> encoder_variants("/runs/brn")
     {'checkpoint': '/runs/brn', 'random': 'random:/runs/brn', 'logmel': 'logmel:/runs/brn'}
+    >>> encoder_variants("demo=/runs/brn", baselines=False)
+    {'demo': '/runs/brn'}
     >>> encoder_variants(["paper=/runs/a/1986", "/runs/unm05"], baselines=False)
     {'paper': '/runs/a/1986', 'unm05': '/runs/unm05'}
     """
     encoders = [str(encoder)] if isinstance(encoder, (str, Path)) else list(map(str, encoder))
     if not encoders:
         raise ValueError("no encoder given")
-    if len(encoders) == 1:
-        specs = {"checkpoint": encoders[0].partition("=")[2] or encoders[0]}
+    if len(encoders) == 1 and "=" not in encoders[0]:
+        specs = {"checkpoint": encoders[0]}
     else:
         specs = {}
         for item in encoders:
