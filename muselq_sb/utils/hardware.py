@@ -46,7 +46,7 @@ def bf16_speedup_on_cpu(rows: int = 2048, width: int = 768, repeats: int = 15) -
     thread's fastest call is what another job on the machine disturbs
     least. With a job beside it on a 2-core AMX machine, the median of five
     two-thread calls came out anywhere between 0.7x and 8x; this measure
-    stayed between 2.4x and 5x (docs/benchmarks.md, section 5). Measured
+    stayed between 3.8x and 5.1x (docs/benchmarks.md, section 5). Measured
     once per process, in about half a second.
 
     Example
