@@ -28,6 +28,7 @@ workers; a killed run resumes with the clips it had not trained on)::
 Authors
  * muselq_sb team
 """
+import gc
 import sys
 
 import muselq_sb  # noqa: F401  (first: checks that torch and torchaudio load together)
@@ -69,5 +70,7 @@ if __name__ == "__main__":
         valid_loader_kwargs=valid_kwargs,
     )
     run_on_main(write_report, args=[hparams["output_folder"], hparams["cb_vocab"]])
+    del brain  # its DDP wrappers hold the process group
+    gc.collect()
     if torch.distributed.is_initialized():  # PyTorch asks for it before exit
         torch.distributed.destroy_process_group()
