@@ -130,6 +130,28 @@ def test_rerun_reuses_everything_and_is_deterministic(debs, tmp_path):
     assert sides(folder) == sides(other)
 
 
+def test_pretrain_packages_add_audio_and_leave_the_probe_task(debs, tmp_path):
+    cache = tmp_path / "cache"
+    alone = run(debs, tmp_path / "alone", cache, packages=("pkg-a", "pkg-c"))
+    more = run(debs, tmp_path / "more", cache, packages=("pkg-a", "pkg-c"),
+               pretrain_packages=("pkg-b",))  # pkg-b has tracks for a class
+    info = read_task(more)
+    assert info["classes"] == ["pkg-a"]
+    for split in SPLITS:
+        assert (more / f"{split}.csv").read_text() == \
+            (alone / f"{split}.csv").read_text()
+    where = sides(more)
+    own_b = {track_id_from_path(rel, "pkg-b") for rel in debs["tracks"]["pkg-b"]}
+    assert {where[t] for t in own_b} == {"pretrain"}
+    assert set(where) - own_b == set(sides(alone))
+    # pkg-b's byte copy of a pkg-a track is dropped, wherever that track is
+    assert info["skipped_paths"]["duplicate"] == [
+        str(tree(cache, p) / rel) for p, rel in debs["duplicates"]]
+    assert info["pretrain"]["tracks"] == read_task(alone)["pretrain"]["tracks"] + 4
+    with pytest.raises(ValueError, match="pkg-b"):
+        run(debs, tmp_path / "both", cache, pretrain_packages=("pkg-b",))
+
+
 def test_audio_folder_gives_the_same_split(debs, tmp_path):
     folder = run(debs, tmp_path / "out", tmp_path / "cache")
     unpacked = tmp_path / "unpacked"

@@ -21,7 +21,10 @@ Whole tracks are split, so that no track is on two sides anywhere:
   test_tracks`` tracks is a class of the probe task; that many of its tracks
   (drawn with ``seed``) go to the probe's train / valid / test splits, the
   rest to pre-training;
-* the other packages go wholly to pre-training.
+* the other packages go wholly to pre-training, and so do the
+  ``pretrain_packages`` (more pre-training audio, the probe task unchanged:
+  their tracks come after the classes' in the duplicate check, so no probe
+  track reaches pre-training through another package's copy).
 
 Written under ``save_folder``::
 
@@ -58,7 +61,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -200,14 +203,15 @@ def list_tracks(
 
 
 def split_tracks(
-    tracks: Sequence[Track], split_sizes: Mapping[str, int], seed: int
+    tracks: Sequence[Track], split_sizes: Mapping[str, int], seed: int,
+    pretrain_only: Collection[str] = (),
 ) -> tuple[dict[str, list[Track]], list[Track]]:
     """Draws the probe tracks of every class; the rest is for pre-training.
 
     A package with at least ``sum(split_sizes.values())`` tracks gives
-    ``split_sizes[split]`` of them to each probe split; the others give all
-    theirs to pre-training. The draw of a package depends only on ``seed``,
-    the package name and its tracks.
+    ``split_sizes[split]`` of them to each probe split; the others, and the
+    packages of ``pretrain_only``, give all theirs to pre-training. The draw
+    of a package depends only on ``seed``, the package name and its tracks.
 
     Arguments
     ---------
@@ -217,6 +221,8 @@ def split_tracks(
         Probe split -> tracks per class.
     seed : int
         Seed of the draw.
+    pretrain_only : collection of str
+        Packages that are never a probe class.
 
     Returns
     -------
@@ -233,6 +239,10 @@ def split_tracks(
     {'train': 2, 'valid': 1, 'test': 1}
     >>> sorted(t.track_id for t in pretrain)  # one of a; b is too small
     ['a4', 'b0', 'b1']
+    >>> probe, pretrain = split_tracks(tracks, {"train": 2, "valid": 1,
+    ...                                         "test": 1}, 0, pretrain_only={"a"})
+    >>> len(pretrain), probe["train"]
+    (7, [])
     """
     needed = sum(split_sizes.values())
     probe: dict[str, list[Track]] = {split: [] for split in split_sizes}
@@ -240,6 +250,9 @@ def split_tracks(
     for package in sorted({t.package for t in tracks}):
         own = sorted((t for t in tracks if t.package == package),
                      key=lambda t: t.track_id)
+        if package in pretrain_only:
+            pretrain += own
+            continue
         if len(own) < needed:
             logger.info("%s: %d tracks, fewer than the %d of a probe class: "
                         "all for pre-training", package, len(own), needed)
@@ -373,6 +386,7 @@ def prepare_debian_music(
     deb_folder: str | os.PathLike | None = None,
     audio_folder: str | os.PathLike | None = None,
     packages: Sequence[str] = PACKAGES,
+    pretrain_packages: Sequence[str] = (),
     min_track_seconds: float = 45.0,
     train_tracks: int = 3,
     valid_tracks: int = 2,
@@ -395,6 +409,8 @@ def prepare_debian_music(
         Already unpacked trees ``<audio_folder>/<package>/`` (no dpkg-deb).
     packages : sequence of str
         The source packages (the classes).
+    pretrain_packages : sequence of str
+        More packages whose tracks all go to pre-training (never a class).
     min_track_seconds : float
         Shortest track kept.
     train_tracks, valid_tracks, test_tracks : int
@@ -420,11 +436,17 @@ def prepare_debian_music(
     if not 0 < excerpt_seconds <= min_track_seconds:
         raise ValueError(f"excerpt_seconds={excerpt_seconds} must be in "
                          f"(0, min_track_seconds={min_track_seconds}]")
+    both = sorted(set(packages) & set(pretrain_packages))
+    if both:
+        raise ValueError(f"{both} given both as packages (probe classes) and "
+                         f"as pretrain_packages")
     cache_folder = Path(cache_folder).expanduser().absolute()
-    trees, inputs = package_trees(packages, cache_folder, deb_folder, audio_folder)
+    every = [*packages, *pretrain_packages]
+    trees, inputs = package_trees(every, cache_folder, deb_folder, audio_folder)
     pretrain_folder = Path(save_folder) / PRETRAIN_FOLDER
     options = {
         "packages": list(packages),
+        "pretrain_packages": list(pretrain_packages),
         "cache_folder": str(cache_folder),
         "deb_folder": deb_folder and os.path.abspath(deb_folder),
         "audio_folder": audio_folder and os.path.abspath(audio_folder),
@@ -435,7 +457,8 @@ def prepare_debian_music(
 
     def build() -> Built:
         tracks, skipped = list_tracks(trees, min_track_seconds)
-        probe, pretrain = split_tracks(tracks, split_sizes, seed)
+        probe, pretrain = split_tracks(tracks, split_sizes, seed,
+                                       set(pretrain_packages))
         classes = sorted({t.package for t in probe["train"]})
         if not classes:
             raise PrepareError(
@@ -443,7 +466,7 @@ def prepare_debian_music(
                 f"probe class needs (tracks per package: {_counts(tracks)})",
                 save_folder)
         write_pretrain_folder(pretrain_folder, pretrain)
-        by_package = {p: [t for t in tracks if t.package == p] for p in packages}
+        by_package = {p: [t for t in tracks if t.package == p] for p in every}
         extra = {
             "retrieval": {"key": "track"},
             "packages": {p: {"tracks": len(own), "hours": _hours(own)}
@@ -480,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--packages", nargs="+", default=list(PACKAGES),
                         help="the source packages (default: the nine of "
                              "docs/real_music.md)")
+    parser.add_argument("--pretrain_packages", nargs="+", default=[],
+                        help="more packages, all of whose music goes to "
+                             "pre-training (never a probe class)")
     parser.add_argument("--min_track_seconds", type=float, default=45.0)
     parser.add_argument("--train_tracks", type=int, default=3,
                         help="tracks per class in the probe's train split")
