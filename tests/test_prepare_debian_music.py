@@ -178,6 +178,16 @@ def test_missing_package_is_named(debs, tmp_path, capsys):
     assert not (tmp_path / "out" / "debian_music" / "task.json").exists()
 
 
+def test_cli_fetches_the_pretrain_packages(debs, tmp_path, capsys):
+    code = dispatcher.main([
+        "debian_music", "--save_folder", str(tmp_path / "out"),
+        "--cache_folder", str(tmp_path / "cache"),
+        "--deb_folder", str(debs["deb_folder"]), "--packages", "pkg-a",
+        "--pretrain_packages", "pkg-y"])
+    assert code == 1
+    assert "no pkg-y_*.deb file" in capsys.readouterr().err
+
+
 def test_deb_of_another_package_is_named(debs, tmp_path):
     (tmp_path / "debs").mkdir()
     wrong = tmp_path / "debs" / "pkg-z_1.0-1_all.deb"
